@@ -1,0 +1,1 @@
+"""Learning: imitation of the ILP oracle, MaskablePPO fine-tuning, checkpoint export."""

@@ -1,0 +1,1 @@
+"""Gymnasium environments over the rlmig core (MIG reconfiguration as a masked decision)."""

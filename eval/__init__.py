@@ -1,0 +1,1 @@
+"""The evaluation harness: scenarios, planner comparison, report tables and plots."""

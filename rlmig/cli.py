@@ -1,0 +1,182 @@
+"""The `rlmig` command line.
+
+Every command reports bad input (unknown GPU or profile, malformed argument, bad file) as one line on
+stderr, ``rlmig: error: ...``, with exit code 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+import click
+from click.decorators import FC
+from rich.console import Console
+from rich.table import Table
+
+from rlmig.errors import RlmigError
+from rlmig.geometry import GpuModel, Layout, gpu_model, gpu_models
+
+_SLOT_WIDTH = 10
+
+
+def render_layout(layout: Layout, slot_width: int = _SLOT_WIDTH) -> str:
+    """A one-line picture of a layout over the GPU's memory slots, free slots shown as dots."""
+    cells: list[str] = []
+    slot = 0
+    by_start = {inst.start: inst for inst in layout.instances}
+    while slot < layout.gpu.slots:
+        inst = by_start.get(slot)
+        if inst is None:
+            cells.append("·".center(slot_width - 1))
+            slot += 1
+            continue
+        width = inst.profile.slots * slot_width - 1
+        cells.append(inst.profile.name[:width].center(width))
+        slot += inst.profile.slots
+    return "|" + "|".join(cells) + "|"
+
+
+def _gpu_option(default: str | None = None) -> Callable[[FC], FC]:
+    help_text = "GPU model, as `rlmig gpus` lists them (for example A100-80GB)."
+    if default is None:
+        return click.option("--gpu", "gpu_name", required=True, help=help_text)
+    return click.option("--gpu", "gpu_name", default=default, show_default=True, help=help_text)
+
+
+def _console() -> Console:
+    """A console that does not wrap tables at 80 columns when printing to a pipe or file."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 120)
+    return console
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rlmig")
+def cli() -> None:
+    """rlmig: learned NVIDIA MIG partitioning for shared inference GPUs."""
+
+
+def _gpus_table(models: Sequence[GpuModel]) -> Table:
+    table = Table(title="MIG-capable GPU models")
+    for column in (
+        "GPU",
+        "memory slots",
+        "compute slices",
+        "profiles (NVML ID)",
+        "layouts",
+        "maximal",
+        "note",
+    ):
+        table.add_column(column)
+    for model in models:
+        profiles = " ".join(f"{p.name}({p.id})" for p in model.profiles)
+        table.add_row(
+            model.name,
+            str(model.slots),
+            str(model.compute_slices),
+            profiles,
+            str(len(model.layouts())),
+            str(len(model.layouts(maximal=True))),
+            "inferred" if model.inferred else "",
+        )
+    return table
+
+
+def _layouts_table(model: GpuModel, found: Sequence[Layout], title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("#", justify="right")
+    table.add_column("compute", justify="right")
+    table.add_column(f"memory slots 0..{model.slots - 1}")
+    for n, layout in enumerate(found, 1):
+        table.add_row(str(n), f"{layout.compute_used}/{model.compute_slices}", render_layout(layout))
+    return table
+
+
+@cli.command()
+def gpus() -> None:
+    """List the GPU models and their MIG profiles."""
+    _console().print(_gpus_table(list(gpu_models().values())))
+
+
+@cli.command()
+@_gpu_option()
+@click.option("--maximal", is_flag=True, help="Only layouts to which no instance can be added.")
+@click.option(
+    "--profiles",
+    "profile_names",
+    default=None,
+    help="Comma-separated profiles to use (default: every profile without media extensions).",
+)
+@click.option("--media-extensions", is_flag=True, help="Add the +me profiles to the selection.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of layouts.")
+def layouts(
+    gpu_name: str, maximal: bool, profile_names: str | None, media_extensions: bool, as_json: bool
+) -> None:
+    """Enumerate the valid (non-empty) MIG layouts of a GPU model."""
+    model = gpu_model(gpu_name)
+    profiles = None
+    if profile_names is not None:
+        profiles = [name for name in (n.strip() for n in profile_names.split(",")) if name]
+        if not profiles:
+            raise RlmigError("--profiles names no profile")
+    found = model.layouts(profiles, maximal=maximal, media_extensions=media_extensions)
+    if as_json:
+        click.echo(json.dumps([layout.to_json() for layout in found]))
+        return
+    title = f"{len(found)} {'maximal ' if maximal else ''}layouts of {model.name}"
+    _console().print(_layouts_table(model, found, title))
+
+
+@cli.command()
+@_gpu_option()
+@click.argument("instances", nargs=-1, required=True)
+def validate(gpu_name: str, instances: tuple[str, ...]) -> None:
+    """Check that INSTANCES (PROFILE@START ...) can coexist on one GPU; exit 1 with the reason if not."""
+    model = gpu_model(gpu_name)
+    parsed = model.instances(instances)
+    reason = model.why_invalid(parsed)
+    if reason is not None:
+        click.echo(f"invalid: {reason}")
+        raise click.exceptions.Exit(1)
+    layout = model.layout(parsed)
+    used_slots = bin(layout.slot_mask).count("1")
+    click.echo(
+        f"valid: {layout} ({layout.compute_used}/{model.compute_slices} compute slices, "
+        f"{used_slots}/{model.slots} memory slots)"
+    )
+
+
+@cli.command()
+@_gpu_option(default="A100-80GB")
+def demo(gpu_name: str) -> None:
+    """The main job on the built-in default: the GPU models, then one model's maximal layouts."""
+    model = gpu_model(gpu_name)
+    console = _console()
+    console.print(_gpus_table(list(gpu_models().values())))
+    found = model.layouts(maximal=True)
+    console.print(_layouts_table(model, found, f"The {len(found)} maximal MIG layouts of {model.name}"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (2 with a one-line error for any bad input)."""
+    try:
+        code = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="rlmig", standalone_mode=False
+        )
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        click.echo("rlmig: aborted", err=True)
+        return 130
+    except (click.ClickException, RlmigError) as exc:
+        message = (exc.format_message() if isinstance(exc, click.ClickException) else str(exc)).strip()
+        click.echo(f"rlmig: error: {message.splitlines()[0] if message else type(exc).__name__}", err=True)
+        return 2
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

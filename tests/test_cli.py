@@ -1,0 +1,101 @@
+"""The command line: the exact forms later checks rely on, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from rlmig.cli import main
+from rlmig.geometry import gpu_model
+from tests.bruteforce import brute_force_layouts
+
+BASE_A100_40 = "1g.5gb,2g.10gb,3g.20gb,4g.20gb,7g.40gb"
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("maximal", [False, True])
+def test_layouts_json_agrees_with_brute_force(capsys, maximal):
+    argv = ["layouts", "--gpu", "A100-40GB", "--profiles", BASE_A100_40, "--json"]
+    code, out, _ = run(capsys, *([*argv, "--maximal"] if maximal else argv))
+    assert code == 0
+    layouts = json.loads(out)
+    assert len(layouts) == (19 if maximal else 297)
+    assert all(
+        set(inst) == {"profile", "start"} and isinstance(inst["start"], int)
+        for lay in layouts
+        for inst in lay
+    )
+    got = {frozenset((i["profile"], i["start"]) for i in lay) for lay in layouts}
+    model = gpu_model("A100-40GB")
+    profiles = [model.profile(n) for n in BASE_A100_40.split(",")]
+    assert got == brute_force_layouts(model, profiles, maximal=maximal)
+
+
+def test_layouts_default_profiles_and_table(capsys):
+    code, out, _ = run(capsys, "layouts", "--gpu", "A100-40GB", "--maximal", "--json")
+    assert code == 0 and len(json.loads(out)) == 78
+    code, out, _ = run(capsys, "layouts", "--gpu", "A30-24GB", "--maximal")
+    assert code == 0 and "5 maximal layouts of A30-24GB" in out and "4g.24gb" in out
+
+
+def test_gpus_lists_every_model(capsys):
+    code, out, _ = run(capsys, "gpus")
+    assert code == 0
+    for name in ("A100-40GB", "A100-80GB", "H100-80GB", "H100-94GB", "H200-141GB", "A30-24GB", "B200"):
+        assert name in out
+    assert "inferred" in out
+
+
+def test_validate(capsys):
+    code, out, _ = run(capsys, "validate", "--gpu", "A100-40GB", "4g.20gb@0", "3g.20gb@4")
+    assert code == 0 and out.startswith("valid: 4g.20gb@0 3g.20gb@4")
+    code, out, _ = run(capsys, "validate", "--gpu", "A100-40GB", "3g.20gb@0", "4g.20gb@0")
+    assert code == 1 and out.strip() == "invalid: 4g.20gb@0 overlaps 3g.20gb@0 on memory slots 0-3"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["validate", "--gpu", "V100", "1g.5gb@0"], "unknown GPU model 'V100'"),
+        (["validate", "--gpu", "A100-40GB", "5g.25gb@0"], "unknown profile '5g.25gb' on A100-40GB"),
+        (["validate", "--gpu", "A100-40GB", "3g.20gb"], "malformed instance '3g.20gb'"),
+        (["validate", "--gpu", "A100-40GB"], "Missing argument"),
+        (["layouts"], "Missing option '--gpu'"),
+        (["layouts", "--gpu", "A100-40GB", "--profiles", "1g.5gb,9g.1gb"], "unknown profile '9g.1gb'"),
+        (["layouts", "--gpu", "A100-40GB", "--profiles", ","], "--profiles names no profile"),
+        (["layouts", "--gpu", "A100-40GB", "--nope"], "No such option"),
+        (["frobnicate"], "No such command"),
+    ],
+)
+def test_bad_input_gets_one_line_and_exit_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("rlmig: error: ") and message in err
+
+
+def test_demo_shows_the_models_and_layouts(capsys):
+    code, out, _ = run(capsys, "demo")
+    assert code == 0
+    assert "MIG-capable GPU models" in out and "The 78 maximal MIG layouts of A100-80GB" in out
+
+
+def test_installed_console_script_never_prints_a_traceback():
+    exe = shutil.which("rlmig")
+    argv = [exe] if exe else [sys.executable, "-m", "rlmig.cli"]
+    proc = subprocess.run(
+        [*argv, "validate", "--gpu", "A100-40GB", "2g.10gb@1"], capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and "cannot start at memory slot 1" in proc.stdout
+    proc = subprocess.run([*argv, "layouts", "--gpu", "nope"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("rlmig: error: unknown GPU model 'nope'")
