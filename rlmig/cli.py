@@ -11,10 +11,12 @@ import sys
 from collections.abc import Callable, Sequence
 
 import click
+import numpy as np
 from click.decorators import FC
 from rich.console import Console
 from rich.table import Table
 
+from rlmig.cli_profiles import profiles
 from rlmig.errors import RlmigError
 from rlmig.geometry import GpuModel, Layout, gpu_model, gpu_models
 
@@ -158,6 +160,62 @@ def demo(gpu_name: str) -> None:
     console.print(_gpus_table(list(gpu_models().values())))
     found = model.layouts(maximal=True)
     console.print(_layouts_table(model, found, f"The {len(found)} maximal MIG layouts of {model.name}"))
+
+
+@cli.command()
+@click.argument("workload_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--planner",
+    type=click.Choice(["static"]),
+    default="static",
+    show_default=True,
+    help="static: the workload's `configuration`, or whole GPUs when it gives none.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print metrics and per-interval outcomes as JSON.")
+def simulate(workload_file: str, planner: str, as_json: bool) -> None:
+    """Run a planner over WORKLOAD_FILE in the interval simulator and report the metrics."""
+    from rlmig.simulator import Simulator, whole_gpus
+    from rlmig.workload import load_workload
+
+    workload = load_workload(workload_file)
+    simulator = Simulator(workload)
+    config = workload.configuration or whole_gpus(simulator)
+    result = simulator.run(config)
+    if as_json:
+        click.echo(json.dumps(result.to_json(workload)))
+        return
+    console = _console()
+    console.print(
+        f"[bold]{workload.name}[/bold]: {workload.gpu_count} x {workload.gpu.name}, "
+        f"{workload.intervals} intervals of {workload.interval_s:g} s, planner {planner}"
+    )
+    console.print(str(config))
+    table = Table(title="metrics")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in result.metrics.to_json().items():
+        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    per_tenant = Table(title="per tenant")
+    for column in ("tenant", "mean rate", "mean capacity", "SLO attainment", "accuracy"):
+        per_tenant.add_column(column, justify="right" if column != "tenant" else "left")
+    rates = np.array([o.rate for o in result.intervals])
+    capacity = np.array([o.capacity for o in result.intervals])
+    served = np.array([o.served for o in result.intervals])
+    goodput = np.array([o.goodput for o in result.intervals])
+    for i, name in enumerate(workload.tenant_names):
+        arrivals, got = rates[:, i].sum(), served[:, i].sum()
+        per_tenant.add_row(
+            name,
+            f"{rates[:, i].mean():.1f}",
+            f"{capacity[:, i].mean():.1f}",
+            f"{got / arrivals:.3f}" if arrivals else "-",
+            f"{goodput[:, i].sum() / (got * workload.interval_s):.3f}" if got else "-",
+        )
+    console.print(per_tenant)
+
+
+cli.add_command(profiles)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,3 +21,11 @@ class InvalidLayoutError(RlmigError):
 
 class ConfigError(RlmigError):
     """A malformed configuration file (workload, mig-parted config, ...)."""
+
+
+class UnknownModelError(RlmigError):
+    """A model name the catalog does not hold for the GPU model asked for."""
+
+
+class ProfileDataError(RlmigError):
+    """A malformed profile CSV or profile JSON file."""

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +100,41 @@ def test_installed_console_script_never_prints_a_traceback():
     proc = subprocess.run([*argv, "layouts", "--gpu", "nope"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("rlmig: error: unknown GPU model 'nope'")
+
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "eval" / "scenarios"
+
+
+def test_simulate_static_json(capsys):
+    code, out, _ = run(
+        capsys, "simulate", str(SCENARIOS / "spike-shift.yaml"), "--planner", "static", "--json"
+    )
+    assert code == 0
+    result = json.loads(out)
+    metrics = result["metrics"]
+    assert set(metrics) == {"goodput_ratio", "slo_attainment", "accuracy", "gpu_seconds", "reconfigs"}
+    assert all(
+        isinstance(metrics[k], float) for k in ("goodput_ratio", "slo_attainment", "accuracy", "gpu_seconds")
+    )
+    assert isinstance(metrics["reconfigs"], int)
+    assert 0 <= metrics["goodput_ratio"] <= metrics["slo_attainment"] <= 1
+    assert len(result["intervals"]) == 60
+    assert set(result["intervals"][0]["tenants"]) == {"detect", "qa", "vit", "thumbs"}
+
+
+def test_simulate_table_and_errors(capsys, tmp_path):
+    code, out, _ = run(capsys, "simulate", str(SCENARIOS / "azure-retrain.yaml"))
+    assert code == 0 and "goodput_ratio" in out and "per tenant" in out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gpu: A100-80GB\ngpus: 1\ninterval_s: 60\nduration_s: 60\ntenants: []\n")
+    code, out, err = run(capsys, "simulate", str(bad))
+    assert code == 2 and err.strip() == f"rlmig: error: {bad}: tenants: must list at least one tenant"
+    code, _, err = run(capsys, "simulate", str(tmp_path / "none.yaml"))
+    assert code == 2 and "cannot read workload file" in err
+
+
+def test_profiles_list(capsys):
+    code, out, _ = run(capsys, "profiles", "list", "--json")
+    assert code == 0
+    names = {entry["name"] for entry in json.loads(out)}
+    assert {"resnet50", "bert", "vgg19"} <= names

@@ -1,0 +1,348 @@
+"""The interval simulator: what one interval under a configuration yields (DESIGN.md §3).
+
+Every planner, the environment and the evaluation use this one simulator. For an interval of length
+Δ under configuration X with arrival rates λ_t:
+
+- capacity C_t = Σ over t's inference instances of the best segment's throughput × (1 - downtime/Δ),
+  where an instance pays the downtime when its placement or owner changed since the last interval;
+- served_t = min(λ_t, C_t); the rest misses its SLO;
+- retraining progress grows by the training throughput of t's retraining instances, each from the
+  moment its own downtime ends; a job that completes mid-interval lifts the accuracy from that moment;
+- goodput_t = served_t × Δ × accuracy_t, accuracy time-weighted within the interval.
+
+Continuous learning (after Ekya, NSDI'22, and MIGRator, arXiv 2407.13126): at each window start the
+accuracy drops by the drift (never below 0) and a job of N samples starts; when it completes the
+accuracy becomes the post-retraining value; a job unfinished at the window's end is abandoned.
+Retraining windows and the run are multiples of the interval (the workload loader checks it). The
+run starts with its first configuration already in place: the first interval pays no downtime.
+
+Usage::
+
+    sim = Simulator(load_workload("eval/scenarios/azure-retrain.yaml"))
+    result = sim.run(lambda k, state, previous: my_configuration)
+    print(result.metrics)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from rlmig.catalog import Segment
+from rlmig.configuration import Configuration, GpuConfig, Owner
+from rlmig.geometry import Instance, Profile
+from rlmig.workload import Workload
+
+INFERENCE, RETRAINING = 0, 1
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedConfig:
+    """A configuration as flat arrays over its instances, for the vectorised interval step."""
+
+    gpu: np.ndarray  # GPU index of each instance
+    profile: np.ndarray  # index into GpuModel.profiles
+    tenant: np.ndarray  # tenant index, -1 when idle
+    role: np.ndarray  # INFERENCE or RETRAINING (meaningless when idle)
+    key: np.ndarray  # identity of (gpu, start, profile, tenant, role): equal keys = unchanged instance
+    gpus_used: int  # GPUs with at least one owned instance
+
+
+@dataclass(slots=True)
+class TenantState:
+    """Retraining state of every tenant (arrays over tenants)."""
+
+    accuracy: np.ndarray
+    progress: np.ndarray  # samples of the current window's job done so far
+    active: np.ndarray  # whether the current window's job is still running
+
+    def copy(self) -> TenantState:
+        return TenantState(self.accuracy.copy(), self.progress.copy(), self.active.copy())
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalOutcome:
+    """What one interval yielded, per tenant (arrays over tenants) and in total."""
+
+    index: int
+    rate: np.ndarray  # mean arrival rate, req/s
+    capacity: np.ndarray  # req/s the inference instances could serve within the SLO, downtime included
+    served: np.ndarray  # req/s served within the SLO
+    accuracy: np.ndarray  # time-weighted accuracy of the serving model over the interval
+    goodput: np.ndarray  # accurate requests served within the SLO over the interval
+    progress: np.ndarray  # retraining samples done in the current window, at the interval's end
+    completed: np.ndarray  # whether a retraining job completed in this interval
+    reconfigured: int  # instances created or given a new owner at the interval's start
+    gpus_used: int
+
+    def to_json(self, tenants: Sequence[str], interval_s: float) -> dict[str, object]:
+        return {
+            "index": self.index,
+            "start_s": self.index * interval_s,
+            "reconfigured": self.reconfigured,
+            "gpus_used": self.gpus_used,
+            "tenants": {
+                name: {
+                    "rate": float(self.rate[i]),
+                    "capacity": float(self.capacity[i]),
+                    "served": float(self.served[i]),
+                    "accuracy": float(self.accuracy[i]),
+                    "goodput": float(self.goodput[i]),
+                    "retraining_progress": float(self.progress[i]),
+                    "retraining_completed": bool(self.completed[i]),
+                }
+                for i, name in enumerate(tenants)
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """Figures every planner is reported on (DESIGN.md §3)."""
+
+    goodput_ratio: float  # accuracy-weighted SLO attainment: total goodput / total arrivals
+    slo_attainment: float  # requests served within the SLO / arrivals
+    accuracy: float  # mean accuracy of the requests served within the SLO (goodput / served)
+    gpu_seconds: float  # Σ over intervals of the GPUs with an owned instance × Δ
+    reconfigs: int  # instances created or given a new owner, over the run
+
+    def to_json(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@dataclass
+class RunResult:
+    """A whole run: its metrics, every interval's outcome and the configuration of each interval."""
+
+    metrics: Metrics
+    intervals: list[IntervalOutcome]
+    configurations: list[Configuration] = field(repr=False)
+
+    def to_json(self, workload: Workload) -> dict[str, object]:
+        return {
+            "metrics": self.metrics.to_json(),
+            "intervals": [o.to_json(workload.tenant_names, workload.interval_s) for o in self.intervals],
+        }
+
+
+Decide = Callable[[int, TenantState, Configuration | None], Configuration]
+"""Chooses the configuration of interval k, given the tenants' state and the previous configuration."""
+
+
+class Simulator:
+    """The one interval simulator over a workload's tenants and GPU model."""
+
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+        self.gpu = workload.gpu
+        self.tenant_index = {t.name: i for i, t in enumerate(workload.tenants)}
+        self.profile_index = {p.id: j for j, p in enumerate(self.gpu.profiles)}
+        n_tenants, n_profiles = len(workload.tenants), len(self.gpu.profiles)
+        self.segments: list[list[Segment | None]] = []
+        self.capacity = np.zeros((n_tenants, n_profiles))
+        self.train_rate = np.zeros((n_tenants, n_profiles))
+        for i, (tenant, model) in enumerate(zip(workload.tenants, workload.profiles(), strict=True)):
+            row = [self._segment(model, profile, tenant.slo_ms) for profile in self.gpu.profiles]
+            self.segments.append(row)
+            self.capacity[i] = [s.throughput if s else 0.0 for s in row]
+            if tenant.retraining is not None:
+                self.train_rate[i] = [model.train_throughput(p.compute) for p in self.gpu.profiles]
+        rt = [t.retraining for t in workload.tenants]
+        self.has_retraining = np.array([r is not None for r in rt])
+        self.window_intervals = np.array(
+            [round(r.window_s / workload.interval_s) if r else 0 for r in rt], dtype=np.int64
+        )
+        self.samples = np.array([r.samples if r else 0.0 for r in rt])
+        self.drift = np.array([r.drift if r else 0.0 for r in rt])
+        self.accuracy_after = np.array([r.accuracy if r else 1.0 for r in rt])
+        self._encoded: dict[Configuration, EncodedConfig] = {}
+
+    def _segment(self, model, profile: Profile, slo_ms: float) -> Segment | None:
+        return model.best_segment(
+            profile.compute,
+            slo_ms,
+            slo_fraction=self.workload.slo_fraction,
+            max_processes=self.workload.max_processes,
+            memory_gb=profile.memory_gb,
+        )
+
+    # -- state and encoding ------------------------------------------------------------------
+
+    def initial_state(self) -> TenantState:
+        """Every tenant at its post-retraining accuracy, no job running yet."""
+        n = len(self.workload.tenants)
+        return TenantState(self.accuracy_after.copy(), np.zeros(n), np.zeros(n, dtype=bool))
+
+    def encode(self, config: Configuration) -> EncodedConfig:
+        """The configuration as arrays (cached per configuration)."""
+        cached = self._encoded.get(config)
+        if cached is not None:
+            return cached
+        if config.gpu != self.gpu:
+            raise ValueError(f"configuration is for {config.gpu.name}, the workload for {self.gpu.name}")
+        if len(config.gpus) > self.workload.gpu_count:
+            raise ValueError(
+                f"configuration uses {len(config.gpus)} GPUs, the workload has {self.workload.gpu_count}"
+            )
+        gpu, profile, tenant, role = [], [], [], []
+        for placed in config.placed():
+            gpu.append(placed.gpu)
+            profile.append(self.profile_index[placed.instance.profile.id])
+            tenant.append(self._tenant(placed.owner))
+            role.append(RETRAINING if placed.owner and placed.owner.role == "retraining" else INFERENCE)
+        starts = [p.instance.start for p in config.placed()]
+        g, p, t, r = (np.array(a, dtype=np.int64) for a in (gpu, profile, tenant, role))
+        n_tenants, n_profiles = len(self.workload.tenants), len(self.gpu.profiles)
+        key = (
+            ((g * self.gpu.slots + np.array(starts, dtype=np.int64)) * n_profiles + p) * (n_tenants + 1)
+            + t
+            + 1
+        ) * 2 + r
+        used = len({placed.gpu for placed in config.placed() if placed.owner is not None})
+        encoded = EncodedConfig(g, p, t, r, key, used)
+        if len(self._encoded) > 4096:
+            self._encoded.clear()
+        self._encoded[config] = encoded
+        return encoded
+
+    def _tenant(self, owner: Owner | None) -> int:
+        if owner is None:
+            return -1
+        index = self.tenant_index.get(owner.tenant)
+        if index is None:
+            raise ValueError(f"configuration names unknown tenant {owner.tenant!r}")
+        if owner.role == "retraining" and not self.has_retraining[index]:
+            raise ValueError(f"tenant {owner.tenant!r} has no retraining but owns a retraining instance")
+        return index
+
+    # -- one interval ----------------------------------------------------------------------------
+
+    def step(
+        self,
+        index: int,
+        state: TenantState,
+        config: EncodedConfig,
+        previous: EncodedConfig | None,
+        rates: np.ndarray,
+    ) -> tuple[IntervalOutcome, TenantState]:
+        """Simulate interval `index` under `config` (coming from `previous`); returns a new state."""
+        n = len(self.workload.tenants)
+        dt, down = self.workload.interval_s, self.workload.downtime_s
+
+        # A new retraining window: the model drifts and a fresh job starts.
+        new_window = self.has_retraining & (index % np.maximum(self.window_intervals, 1) == 0)
+        accuracy = np.where(new_window, np.maximum(state.accuracy - self.drift, 0.0), state.accuracy)
+        progress = np.where(new_window, 0.0, state.progress)
+        active = new_window | state.active
+
+        owned = config.tenant >= 0
+        changed = owned & ~np.isin(config.key, previous.key) if previous is not None else np.zeros_like(owned)
+        tenant, profile = config.tenant, config.profile
+
+        inference = owned & (config.role == INFERENCE)
+        cap = self.capacity[tenant[inference], profile[inference]] * (1.0 - down / dt * changed[inference])
+        capacity = np.bincount(tenant[inference], weights=cap, minlength=n)
+        served = np.minimum(rates, capacity)
+
+        training = owned & (config.role == RETRAINING)
+        rate = self.train_rate[tenant[training], profile[training]]
+        steady = np.bincount(tenant[training], weights=rate * ~changed[training], minlength=n)
+        delayed = np.bincount(tenant[training], weights=rate * changed[training], minlength=n)
+        remaining = self.samples - progress
+        gain = steady * dt + delayed * (dt - down)
+        completes = active & (gain >= remaining) & (gain > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            finish = np.where(
+                steady * down >= remaining,
+                remaining / steady,
+                down + (remaining - steady * down) / (steady + delayed),
+            )
+        finish = np.where(completes, np.clip(finish, 0.0, dt), dt)
+        mean_accuracy = np.where(
+            completes, (finish * accuracy + (dt - finish) * self.accuracy_after) / dt, accuracy
+        )
+        progress = np.where(active, np.minimum(progress + gain, self.samples), progress)
+        accuracy = np.where(completes, self.accuracy_after, accuracy)
+        active = active & ~completes
+
+        outcome = IntervalOutcome(
+            index=index,
+            rate=rates,
+            capacity=capacity,
+            served=served,
+            accuracy=mean_accuracy,
+            goodput=served * dt * mean_accuracy,
+            progress=progress,
+            completed=completes,
+            reconfigured=int(changed.sum()),
+            gpus_used=config.gpus_used,
+        )
+        return outcome, TenantState(accuracy, progress, active)
+
+    # -- a whole run -----------------------------------------------------------------------------
+
+    def run(self, decide: Decide | Sequence[Configuration] | Configuration) -> RunResult:
+        """Simulate the workload's run; `decide` gives each interval's configuration."""
+        if isinstance(decide, Configuration):
+            fixed = decide
+            decide = lambda k, state, previous: fixed  # noqa: E731
+        elif not callable(decide):
+            configs = list(decide)
+            if len(configs) != self.workload.intervals:
+                raise ValueError(f"{len(configs)} configurations for {self.workload.intervals} intervals")
+            decide = lambda k, state, previous: configs[k]  # noqa: E731
+        rates = self.workload.rates
+        state = self.initial_state()
+        previous: Configuration | None = None
+        outcomes: list[IntervalOutcome] = []
+        configurations: list[Configuration] = []
+        for k in range(self.workload.intervals):
+            config = decide(k, state.copy(), previous)
+            outcome, state = self.step(
+                k, state, self.encode(config), self.encode(previous) if previous else None, rates[k]
+            )
+            outcomes.append(outcome)
+            configurations.append(config)
+            previous = config
+        return RunResult(self.metrics(outcomes), outcomes, configurations)
+
+    def metrics(self, outcomes: Sequence[IntervalOutcome]) -> Metrics:
+        """Totals over a run (or any stretch of intervals)."""
+        dt = self.workload.interval_s
+        arrivals = sum(float(o.rate.sum()) for o in outcomes) * dt
+        served = sum(float(o.served.sum()) for o in outcomes) * dt
+        goodput = sum(float(o.goodput.sum()) for o in outcomes)
+        return Metrics(
+            goodput_ratio=goodput / arrivals if arrivals else 1.0,
+            slo_attainment=served / arrivals if arrivals else 1.0,
+            accuracy=goodput / served if served else 0.0,
+            gpu_seconds=sum(o.gpus_used for o in outcomes) * dt,
+            reconfigs=sum(o.reconfigured for o in outcomes),
+        )
+
+
+def whole_gpus(simulator: Simulator) -> Configuration:
+    """The default static configuration: each GPU one full-GPU instance, owned by one tenant.
+
+    GPUs go, one at a time, to the tenant whose served load it raises most (greedy on served req/s,
+    ties to the tenant listed first); tenants no full GPU can serve within the SLO get none, and GPUs
+    that would serve nobody more stay idle.
+    """
+    workload = simulator.workload
+    gpu = workload.gpu
+    full = max(gpu.base_profiles(), key=lambda p: (p.compute, p.slots))
+    per_gpu = simulator.capacity[:, simulator.profile_index[full.id]]
+    unmet = workload.rates.mean(axis=0).copy()
+    layout = gpu.layout([Instance(full, 0)])
+    gpus: list[GpuConfig] = []
+    for _ in range(workload.gpu_count):
+        gain = np.minimum(per_gpu, np.maximum(unmet, 0.0))
+        if gain.max(initial=0.0) <= 0:
+            gpus.append(GpuConfig(layout, (None,)))
+            continue
+        chosen = int(np.argmax(gain))
+        unmet[chosen] -= per_gpu[chosen]
+        gpus.append(GpuConfig(layout, (Owner(workload.tenants[chosen].name),)))
+    return Configuration(gpu, tuple(gpus))
