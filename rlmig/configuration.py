@@ -2,7 +2,12 @@
 
 An owner is a tenant serving inference, a tenant retraining its model, or nobody (idle). In files and
 on the command line an owned instance is written ``PROFILE@START=TENANT[:retraining]``, an idle one
-``PROFILE@START``.
+``PROFILE@START``. A GPU with MIG disabled, time-sliced among tenants (the as-is baseline), is written
+``whole=TENANT,TENANT`` (or ``whole`` when idle) in place of its list of instances.
+
+A tenant retrains on at most one instance at a time: a training job cannot span MIG instances (CUDA IPC
+and peer-to-peer transfers do not cross GPU instances, so data-parallel training across them is not
+supported), so the simulator refuses a configuration that gives a tenant two retraining instances.
 
 Usage::
 
@@ -49,26 +54,42 @@ class Placed:
 
 @dataclass(frozen=True, slots=True)
 class GpuConfig:
-    """One GPU's layout and the owner of each of its instances (aligned with ``layout.instances``)."""
+    """One GPU: its MIG layout and the owner of each instance (aligned with ``layout.instances``), or,
+    with MIG disabled, the tenants that time-share the whole GPU (`GpuConfig.whole`)."""
 
     layout: Layout
     owners: tuple[Owner | None, ...]
+    time_shared: tuple[str, ...] = ()
+    mig_enabled: bool = True
 
     def __post_init__(self) -> None:
         if len(self.owners) != len(self.layout.instances):
             raise RlmigError(
                 f"{len(self.owners)} owners given for {len(self.layout.instances)} instances of {self.layout}"
             )
+        if not self.mig_enabled and self.layout.instances:
+            raise RlmigError("a GPU with MIG disabled has no MIG instances")
+        if self.time_shared and self.mig_enabled:
+            raise RlmigError("only a GPU with MIG disabled is time-shared")
+        if len(set(self.time_shared)) != len(self.time_shared):
+            raise RlmigError(f"a tenant is listed twice on a time-shared GPU: {', '.join(self.time_shared)}")
+
+    @classmethod
+    def whole(cls, gpu: GpuModel, tenants: Iterable[str] = ()) -> GpuConfig:
+        """A GPU with MIG disabled, time-sliced among `tenants` (serving inference)."""
+        return cls(gpu.empty_layout(), (), tuple(tenants), mig_enabled=False)
 
     @property
     def used(self) -> bool:
-        """Whether any instance of this GPU has an owner."""
-        return any(owner is not None for owner in self.owners)
+        """Whether any instance of this GPU has an owner (or any tenant time-shares it)."""
+        return bool(self.time_shared) or any(owner is not None for owner in self.owners)
 
     def items(self) -> Iterator[tuple[Instance, Owner | None]]:
         return zip(self.layout.instances, self.owners, strict=True)
 
     def __str__(self) -> str:
+        if not self.mig_enabled:
+            return "whole=" + ",".join(self.time_shared) if self.time_shared else "whole"
         if not self.layout.instances:
             return "(empty)"
         return " ".join(f"{inst}={owner}" if owner else str(inst) for inst, owner in self.items())
@@ -94,7 +115,15 @@ class Configuration:
         gpus = []
         for index, entries in enumerate(specs):
             if isinstance(entries, str):
-                raise RlmigError(f"{where}[{index}]: must be a list of instances, not a string")
+                name, _, tenants = entries.partition("=")
+                if name.strip() != "whole":
+                    raise RlmigError(f"{where}[{index}]: must be a list of instances or 'whole=TENANT,...'")
+                shared = [t.strip() for t in tenants.split(",") if t.strip()]
+                try:
+                    gpus.append(GpuConfig.whole(gpu, shared))
+                except RlmigError as exc:
+                    raise RlmigError(f"{where}[{index}]: {exc}") from None
+                continue
             instances: list[Instance] = []
             owners: list[Owner | None] = []
             for n, spec in enumerate(entries):
@@ -119,14 +148,18 @@ class Configuration:
                 yield Placed(index, inst, owner)
 
     def tenants(self) -> set[str]:
-        """The tenants that own at least one instance."""
-        return {p.owner.tenant for p in self.placed() if p.owner is not None}
+        """The tenants that own at least one instance or time-share a GPU."""
+        shared = {t for g in self.gpus for t in g.time_shared}
+        return shared | {p.owner.tenant for p in self.placed() if p.owner is not None}
 
     def to_json(self) -> list[dict[str, object]]:
-        """Per GPU: its index and instances with profile, start, tenant (or null) and role."""
+        """Per GPU: its index, whether MIG is on, the time-sharing tenants (MIG off) and the instances
+        with profile, start, tenant (or null) and role."""
         return [
             {
                 "index": index,
+                "mig_enabled": gpu_config.mig_enabled,
+                "time_shared": list(gpu_config.time_shared),
                 "instances": [
                     {
                         **inst.to_json(),

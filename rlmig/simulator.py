@@ -14,7 +14,13 @@ Continuous learning (after Ekya, NSDI'22, and MIGRator, arXiv 2407.13126): at ea
 accuracy drops by the drift (never below 0) and a job of N samples starts; when it completes the
 accuracy becomes the post-retraining value; a job unfinished at the window's end is abandoned.
 Retraining windows and the run are multiples of the interval (the workload loader checks it). The
-run starts with its first configuration already in place: the first interval pays no downtime.
+run starts with its first configuration already in place: the first interval pays no downtime. A
+tenant retrains on at most one instance at a time (see `rlmig.configuration`).
+
+A GPU with MIG disabled (the as-is baseline) time-slices its k tenants, an estimate: each gets 1/k of
+the GPU's time and a request waits for the others' slices, so the tenant's segment is the best one
+for the whole GPU under an SLO budget divided by k, at 1/k of its throughput; the whole GPU runs
+faster than the full MIG instance by the ratio of their SMs where both are known (108/98 on A100).
 
 Usage::
 
@@ -30,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from rlmig.catalog import Segment
+from rlmig.catalog import ModelProfile, Segment
 from rlmig.configuration import Configuration, GpuConfig, Owner
 from rlmig.geometry import Instance, Profile
 from rlmig.workload import Workload
@@ -47,6 +53,8 @@ class EncodedConfig:
     tenant: np.ndarray  # tenant index, -1 when idle
     role: np.ndarray  # INFERENCE or RETRAINING (meaningless when idle)
     key: np.ndarray  # identity of (gpu, start, profile, tenant, role): equal keys = unchanged instance
+    capacity: np.ndarray  # req/s of the owner's best segment on the instance (0 when idle or retraining)
+    train: np.ndarray  # samples/s of retraining on the instance (0 unless it is a retraining instance)
     gpus_used: int  # GPUs with at least one owned instance
 
 
@@ -158,8 +166,11 @@ class Simulator:
         self.drift = np.array([r.drift if r else 0.0 for r in rt])
         self.accuracy_after = np.array([r.accuracy if r else 1.0 for r in rt])
         self._encoded: dict[Configuration, EncodedConfig] = {}
+        self._shared: dict[tuple[int, int], float] = {}
+        self.full_profile = max(self.gpu.base_profiles(), key=lambda p: (p.compute, p.slots))
+        self._full = self.profile_index[self.full_profile.id]
 
-    def _segment(self, model, profile: Profile, slo_ms: float) -> Segment | None:
+    def _segment(self, model: ModelProfile, profile: Profile, slo_ms: float) -> Segment | None:
         return model.best_segment(
             profile.compute,
             slo_ms,
@@ -176,7 +187,8 @@ class Simulator:
         return TenantState(self.accuracy_after.copy(), np.zeros(n), np.zeros(n, dtype=bool))
 
     def encode(self, config: Configuration) -> EncodedConfig:
-        """The configuration as arrays (cached per configuration)."""
+        """The configuration as arrays (cached per configuration); rows are instances, plus one row
+        per tenant of a time-shared GPU."""
         cached = self._encoded.get(config)
         if cached is not None:
             return cached
@@ -186,26 +198,53 @@ class Simulator:
             raise ValueError(
                 f"configuration uses {len(config.gpus)} GPUs, the workload has {self.workload.gpu_count}"
             )
-        gpu, profile, tenant, role = [], [], [], []
+        rows: list[tuple[int, int, int, int, int, float, float]] = []  # gpu, start, profile, tenant, role
         for placed in config.placed():
-            gpu.append(placed.gpu)
-            profile.append(self.profile_index[placed.instance.profile.id])
-            tenant.append(self._tenant(placed.owner))
-            role.append(RETRAINING if placed.owner and placed.owner.role == "retraining" else INFERENCE)
-        starts = [p.instance.start for p in config.placed()]
-        g, p, t, r = (np.array(a, dtype=np.int64) for a in (gpu, profile, tenant, role))
+            p = self.profile_index[placed.instance.profile.id]
+            t = self._tenant(placed.owner)
+            retraining = placed.owner is not None and placed.owner.role == "retraining"
+            cap = self.capacity[t, p] if t >= 0 and not retraining else 0.0
+            train = self.train_rate[t, p] if retraining else 0.0
+            rows.append((placed.gpu, placed.instance.start, p, t, int(retraining), cap, train))
+        for index, gpu_config in enumerate(config.gpus):
+            k = len(gpu_config.time_shared)
+            for name in gpu_config.time_shared:
+                t = self._tenant(Owner(name))
+                rows.append(
+                    (index, self.gpu.slots, self._full, t, INFERENCE, self.time_shared_capacity(t, k), 0.0)
+                )
+        columns = list(zip(*rows, strict=True)) if rows else [()] * 7
+        g, start, p, t, r = (np.array(c, dtype=np.int64) for c in columns[:5])
+        cap, train = (np.array(c, dtype=float) for c in columns[5:])
+        retrainers = t[(r == RETRAINING) & (t >= 0)]
+        if len(retrainers) != len(set(retrainers.tolist())):
+            twice = self.workload.tenants[int(np.bincount(retrainers).argmax())].name
+            raise ValueError(f"tenant {twice!r} retrains on two instances; a job runs on one MIG instance")
         n_tenants, n_profiles = len(self.workload.tenants), len(self.gpu.profiles)
-        key = (
-            ((g * self.gpu.slots + np.array(starts, dtype=np.int64)) * n_profiles + p) * (n_tenants + 1)
-            + t
-            + 1
-        ) * 2 + r
-        used = len({placed.gpu for placed in config.placed() if placed.owner is not None})
-        encoded = EncodedConfig(g, p, t, r, key, used)
+        key = ((((g * (self.gpu.slots + 1) + start) * n_profiles + p) * (n_tenants + 1) + t + 1) * 2) + r
+        used = len({index for index, gpu_config in enumerate(config.gpus) if gpu_config.used})
+        encoded = EncodedConfig(g, p, t, r, key, cap, train, used)
         if len(self._encoded) > 4096:
             self._encoded.clear()
         self._encoded[config] = encoded
         return encoded
+
+    def time_shared_capacity(self, tenant: int, sharers: int) -> float:
+        """req/s tenant `tenant` gets on a whole GPU (MIG disabled) time-sliced among `sharers` tenants."""
+        key = (tenant, sharers)
+        if key not in self._shared:
+            full = self.gpu.profiles[self._full]
+            model = self.workload.profiles()[tenant]
+            segment = model.best_segment(
+                full.compute,
+                self.workload.tenants[tenant].slo_ms,
+                slo_fraction=self.workload.slo_fraction / sharers,
+                max_processes=self.workload.max_processes,
+                memory_gb=self.gpu.memory_gb / sharers,
+            )
+            speedup = self.gpu.sms / full.sms if self.gpu.sms and full.sms else 1.0
+            self._shared[key] = segment.throughput * speedup / sharers if segment else 0.0
+        return self._shared[key]
 
     def _tenant(self, owner: Owner | None) -> int:
         if owner is None:
@@ -239,17 +278,14 @@ class Simulator:
 
         owned = config.tenant >= 0
         changed = owned & ~np.isin(config.key, previous.key) if previous is not None else np.zeros_like(owned)
-        tenant, profile = config.tenant, config.profile
+        tenant = np.where(owned, config.tenant, 0)
+        up = 1.0 - down / dt * changed  # share of the interval each instance works
 
-        inference = owned & (config.role == INFERENCE)
-        cap = self.capacity[tenant[inference], profile[inference]] * (1.0 - down / dt * changed[inference])
-        capacity = np.bincount(tenant[inference], weights=cap, minlength=n)
+        capacity = np.bincount(tenant, weights=config.capacity * up, minlength=n)
         served = np.minimum(rates, capacity)
 
-        training = owned & (config.role == RETRAINING)
-        rate = self.train_rate[tenant[training], profile[training]]
-        steady = np.bincount(tenant[training], weights=rate * ~changed[training], minlength=n)
-        delayed = np.bincount(tenant[training], weights=rate * changed[training], minlength=n)
+        steady = np.bincount(tenant, weights=config.train * ~changed, minlength=n)
+        delayed = np.bincount(tenant, weights=config.train * changed, minlength=n)
         remaining = self.samples - progress
         gain = steady * dt + delayed * (dt - down)
         completes = active & (gain >= remaining) & (gain > 0)
@@ -332,7 +368,7 @@ def whole_gpus(simulator: Simulator) -> Configuration:
     """
     workload = simulator.workload
     gpu = workload.gpu
-    full = max(gpu.base_profiles(), key=lambda p: (p.compute, p.slots))
+    full = simulator.full_profile
     per_gpu = simulator.capacity[:, simulator.profile_index[full.id]]
     unmet = workload.rates.mean(axis=0).copy()
     layout = gpu.layout([Instance(full, 0)])

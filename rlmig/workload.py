@@ -382,6 +382,10 @@ class _Parser:
         except RlmigError as exc:
             raise self.error("", str(exc)) from None
         retraining = {t.name for t in tenants if t.retraining is not None}
+        for index, gpu_config in enumerate(config.gpus):
+            for name in gpu_config.time_shared:
+                if name not in names:
+                    raise self.error(f"configuration[{index}]", f"unknown tenant {name!r}")
         for placed in config.placed():
             owner = placed.owner
             if owner is None:

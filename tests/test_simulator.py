@@ -48,7 +48,7 @@ def configs(sim: Simulator) -> list[Configuration]:
         Configuration.parse(sim.gpu, [base, []]),
         Configuration.parse(sim.gpu, [base, ["3g.40gb@0=a:retraining"]]),
         Configuration.parse(sim.gpu, [base, ["3g.40gb@0=a:retraining"]]),
-        Configuration.parse(sim.gpu, [base, ["3g.40gb@0=a:retraining", "2g.20gb@4=a:retraining"]]),
+        Configuration.parse(sim.gpu, [base, ["3g.40gb@0", "3g.40gb@4=a:retraining"]]),
         Configuration.parse(sim.gpu, [["4g.40gb@0=a", "3g.40gb@4=a"], []]),
     ]
 
@@ -76,9 +76,9 @@ def test_hand_computed_run():
     assert o[2].goodput[0] == pytest.approx(80 * 60 * 0.7)
     assert o[2].reconfigured == 0
 
-    # Interval 3: 400 samples left; the 3g works from 0 s, the new 2g from 6 s:
-    # 10 t + 5 (t - 6) = 400 at t = 6 + (400 - 60) / 15 = 28.667 s, then accuracy 0.9.
-    finish = 6 + 340 / 15
+    # Interval 3: 400 samples left; the job moves to a new 3g, which works from 6 s at 10 samples/s:
+    # done at 6 + 400 / 10 = 46 s, then accuracy 0.9.
+    finish = 6 + 400 / 10
     assert o[3].completed[0]
     assert o[3].progress[0] == pytest.approx(1000.0)
     assert o[3].accuracy[0] == pytest.approx((finish * 0.7 + (60 - finish) * 0.9) / 60)
@@ -103,16 +103,39 @@ def test_hand_computed_run():
     assert m.reconfigs == 3
 
 
-def test_job_finishing_before_the_new_instance_is_up():
+def test_job_finishing_on_a_kept_instance():
     sim = hand_simulator()
     seq = configs(sim)
     state = sim.initial_state()
     state.progress[0], state.active[0], state.accuracy[0] = 990.0, True, 0.7
-    outcome, after = sim.step(3, state, sim.encode(seq[3]), sim.encode(seq[2]), np.array([80.0, 60.0]))
-    # 10 samples left at 10 samples/s on the unchanged 3g: done at 1 s, before the 2g's 6 s downtime.
+    outcome, after = sim.step(3, state, sim.encode(seq[2]), sim.encode(seq[1]), np.array([80.0, 60.0]))
+    # 10 samples left at 10 samples/s on the unchanged 3g: done at 1 s, no downtime.
     assert outcome.completed[0] and after.accuracy[0] == pytest.approx(0.9)
     assert outcome.accuracy[0] == pytest.approx((1 * 0.7 + 59 * 0.9) / 60)
     assert not after.active[0]
+
+
+def test_a_job_runs_on_one_instance():
+    sim = hand_simulator()
+    two = Configuration.parse(sim.gpu, [["4g.40gb@0=a:retraining", "3g.40gb@4=a:retraining"]])
+    with pytest.raises(ValueError, match="tenant 'a' retrains on two instances"):
+        sim.encode(two)
+
+
+def test_time_shared_whole_gpu():
+    sim = hand_simulator()
+    config = Configuration.parse(sim.gpu, ["whole=a,b", "whole"])
+    assert str(config) == "GPU 0: whole=a,b\nGPU 1: whole"
+    shared = [sim.time_shared_capacity(0, 2), sim.time_shared_capacity(1, 2)]
+    outcome, _ = sim.step(1, sim.initial_state(), sim.encode(config), None, np.array([1e6, 1e6]))
+    assert outcome.capacity.tolist() == pytest.approx(shared)
+    assert outcome.gpus_used == 1
+    # Time-slicing among two tenants gives each less than half of what the whole GPU gives one.
+    assert 0 < sim.time_shared_capacity(0, 2) < sim.time_shared_capacity(0, 1) / 2 + 1e-9
+    # Adding a tenant to a time-shared GPU reconfigures that tenant only (no MIG operation).
+    alone = Configuration.parse(sim.gpu, ["whole=a", "whole"])
+    outcome, _ = sim.step(2, sim.initial_state(), sim.encode(config), sim.encode(alone), np.ones(2))
+    assert outcome.reconfigured == 1
 
 
 def test_completed_job_stays_done_until_the_next_window():
