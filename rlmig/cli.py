@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
@@ -17,8 +19,13 @@ from rich.console import Console
 from rich.table import Table
 
 from rlmig.cli_profiles import profiles
+from rlmig.configuration import Configuration
 from rlmig.errors import RlmigError
 from rlmig.geometry import GpuModel, Layout, gpu_model, gpu_models
+
+if TYPE_CHECKING:
+    from rlmig.planners import Decision, Planner
+    from rlmig.simulator import IntervalOutcome, Simulator
 
 _SLOT_WIDTH = 10
 
@@ -162,34 +169,175 @@ def demo(gpu_name: str) -> None:
     console.print(_layouts_table(model, found, f"The {len(found)} maximal MIG layouts of {model.name}"))
 
 
+def _planner_options(function: FC) -> FC:
+    function = click.option(
+        "--planner",
+        "planner_name",
+        default="static",
+        show_default=True,
+        help="Planner: ilp, ilp-foresight, parva, greedy, static-best, ekya, as-is, static.",
+    )(function)
+    function = click.option(
+        "--time-limit", type=float, default=None, help="ILP: solver time limit per decision, seconds."
+    )(function)
+    function = click.option("--horizon", type=int, default=None, help="ILP: intervals planned ahead.")(
+        function
+    )
+    return click.option(
+        "--forecaster", default="auto", show_default=True, help="Forecaster of the next intervals' rates."
+    )(function)
+
+
+def _make_planner(name: str, time_limit: float | None, horizon: int | None) -> Planner:
+    from rlmig.planners import make_planner
+
+    options: dict[str, object] = {}
+    if time_limit is not None:
+        options["time_limit"] = time_limit
+    if horizon is not None:
+        options["horizon"] = horizon
+    return make_planner(name, **options)
+
+
 @cli.command()
 @click.argument("workload_file", type=click.Path(dir_okay=False))
+@_planner_options
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (the input of `rlmig apply`).")
 @click.option(
-    "--planner",
-    type=click.Choice(["static"]),
-    default="static",
-    show_default=True,
-    help="static: the workload's `configuration`, or whole GPUs when it gives none.",
+    "--mig-parted", "mig_parted", type=click.Path(dir_okay=False), help="Also write a mig-parted config."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print metrics and per-interval outcomes as JSON.")
-def simulate(workload_file: str, planner: str, as_json: bool) -> None:
-    """Run a planner over WORKLOAD_FILE in the interval simulator and report the metrics."""
-    from rlmig.simulator import Simulator, whole_gpus
+def plan(
+    workload_file: str,
+    planner_name: str,
+    time_limit: float | None,
+    horizon: int | None,
+    forecaster: str,
+    as_json: bool,
+    mig_parted: str | None,
+) -> None:
+    """Plan the configuration of WORKLOAD_FILE: serve mode for its peak load, dynamic mode for its first
+    interval. Shows per GPU each instance, its placement, owner, segment and throughput."""
+    from rlmig.migparted import dump_mig_parted
+    from rlmig.planners import run_planner
     from rlmig.workload import load_workload
 
     workload = load_workload(workload_file)
-    simulator = Simulator(workload)
-    config = workload.configuration or whole_gpus(simulator)
-    result = simulator.run(config)
+    planner = _make_planner(planner_name, time_limit, horizon)
+    run = run_planner(workload, planner, forecaster=forecaster, intervals=1)
+    decision, outcome = run.decisions[0], run.result.intervals[0]
+    document = plan_json(run.simulator, decision, outcome, run.result.configurations[0])
+    if mig_parted:
+        layouts = [g.layout if g.mig_enabled else None for g in decision.configuration.gpus]
+        Path(mig_parted).write_text(dump_mig_parted(layouts))
     if as_json:
-        click.echo(json.dumps(result.to_json(workload)))
+        click.echo(json.dumps(document))
+        return
+    console = _console()
+    optimal = {True: "proven optimal", False: "not proven optimal", None: "heuristic"}[decision.optimal]
+    console.print(
+        f"[bold]{workload.name}[/bold] ({workload.mode}): {planner.name} uses {document['gpus_used']} of "
+        f"{workload.gpu_count} x {workload.gpu.name}, {optimal}, {decision.solve_seconds * 1e3:.1f} ms"
+    )
+    simulator = run.simulator
+    for gpu in document["gpus"]:
+        if not gpu["mig_enabled"]:
+            shared = ", ".join(gpu["time_shared"]) or "idle"
+            console.print(f"GPU {gpu['index']}: MIG disabled, time-shared by {shared}")
+            continue
+        table = Table(title=f"GPU {gpu['index']}")
+        for column in ("instance", "placement", "tenant", "role", "batch", "processes", "throughput"):
+            table.add_column(
+                column, justify="right" if column in ("batch", "processes", "throughput") else "left"
+            )
+        for inst in gpu["instances"]:
+            profile = workload.gpu.profile(inst["profile"])
+            segment = None
+            if inst["role"] == "inference":
+                t = simulator.tenant_index[inst["tenant"]]
+                segment = simulator.segments[t][simulator.profile_index[profile.id]]
+            table.add_row(
+                inst["profile"],
+                f"slots {inst['start']}-{inst['start'] + profile.slots - 1}",
+                inst["tenant"] or "-",
+                inst["role"],
+                str(segment.batch) if segment else "-",
+                str(segment.processes) if segment else "-",
+                f"{inst['throughput']:.1f}" + (" samples/s" if inst["role"] == "retraining" else " req/s"),
+            )
+        console.print(table)
+    if document["unmet"]:
+        unmet = ", ".join(f"{t} {r:.1f} req/s" for t, r in document["unmet"].items())
+        console.print(f"[yellow]unmet load:[/yellow] {unmet}")
+
+
+def plan_json(
+    simulator: Simulator, decision: Decision, outcome: IntervalOutcome, config: Configuration
+) -> dict[str, object]:
+    """The JSON form of a plan (what `rlmig apply` reads)."""
+    workload = simulator.workload
+    encoded = simulator.encode(config)
+    gpus = config.to_json()
+    row = 0
+    for gpu in gpus:
+        for inst in gpu["instances"]:
+            role = inst["role"]
+            value = encoded.train[row] if role == "retraining" else encoded.capacity[row]
+            inst["throughput"] = float(value)
+            row += 1
+    unmet = {
+        name: float(rate - cap)
+        for name, rate, cap in zip(workload.tenant_names, outcome.rate, outcome.capacity, strict=True)
+        if rate - cap > 1e-9
+    }
+    return {
+        "workload": workload.name,
+        "gpu_model": workload.gpu.name,
+        "gpus_used": int(sum(1 for g in config.gpus if g.used)),
+        "gpus": gpus,
+        "unmet": unmet,
+        "optimal": bool(decision.optimal) if decision.optimal is not None else False,
+        "objective": decision.objective,
+        "solve_seconds": float(decision.solve_seconds),
+    }
+
+
+@cli.command()
+@click.argument("workload_file", type=click.Path(dir_okay=False))
+@_planner_options
+@click.option("--json", "as_json", is_flag=True, help="Print metrics and per-interval outcomes as JSON.")
+def simulate(
+    workload_file: str,
+    planner_name: str,
+    time_limit: float | None,
+    horizon: int | None,
+    forecaster: str,
+    as_json: bool,
+) -> None:
+    """Run a planner over WORKLOAD_FILE in the interval simulator and report the metrics."""
+    from rlmig.planners import run_planner
+    from rlmig.workload import load_workload
+
+    workload = load_workload(workload_file)
+    planner = _make_planner(planner_name, time_limit, horizon)
+    run = run_planner(workload, planner, forecaster=forecaster)
+    result = run.result
+    if as_json:
+        document = result.to_json(workload)
+        document["decision_ms_p50"] = run.decision_ms_p50
+        document["decision_ms_p99"] = run.decision_ms_p99
+        click.echo(json.dumps(document))
         return
     console = _console()
     console.print(
         f"[bold]{workload.name}[/bold]: {workload.gpu_count} x {workload.gpu.name}, "
-        f"{workload.intervals} intervals of {workload.interval_s:g} s, planner {planner}"
+        f"{workload.intervals} intervals of {workload.interval_s:g} s, planner {planner.name}, "
+        f"decision p50 {run.decision_ms_p50:.2f} ms, p99 {run.decision_ms_p99:.2f} ms"
     )
-    console.print(str(config))
+    console.print(
+        str(result.configurations[0])
+        if len(set(result.configurations)) == 1
+        else f"{len(set(result.configurations))} distinct configurations"
+    )
     table = Table(title="metrics")
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -319,8 +319,10 @@ class Simulator:
 
     # -- a whole run -----------------------------------------------------------------------------
 
-    def run(self, decide: Decide | Sequence[Configuration] | Configuration) -> RunResult:
-        """Simulate the workload's run; `decide` gives each interval's configuration."""
+    def run(
+        self, decide: Decide | Sequence[Configuration] | Configuration, intervals: int | None = None
+    ) -> RunResult:
+        """Simulate the workload's run (or its first `intervals`); `decide` gives each configuration."""
         if isinstance(decide, Configuration):
             fixed = decide
             decide = lambda k, state, previous: fixed  # noqa: E731
@@ -334,7 +336,7 @@ class Simulator:
         previous: Configuration | None = None
         outcomes: list[IntervalOutcome] = []
         configurations: list[Configuration] = []
-        for k in range(self.workload.intervals):
+        for k in range(self.workload.intervals if intervals is None else intervals):
             config = decide(k, state.copy(), previous)
             outcome, state = self.step(
                 k, state, self.encode(config), self.encode(previous) if previous else None, rates[k]

@@ -1,0 +1,49 @@
+"""Planners: anything that maps an observation of the cluster to a target configuration.
+
+`make_planner(name)` builds one by the name the CLI uses (``rlmig plan --planner NAME``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rlmig.errors import RlmigError
+from rlmig.planners.base import ClusterState, Decision, Planner, PlannerRun, run_planner, serve_rates
+from rlmig.planners.ilp import IlpForesightPlanner, IlpPlanner
+from rlmig.planners.static import StaticPlanner
+
+PLANNERS: dict[str, Callable[..., Planner]] = {
+    "static": StaticPlanner,
+    "ilp": IlpPlanner,
+    "ilp-foresight": IlpForesightPlanner,
+}
+
+
+def register(name: str, factory: Callable[..., Planner]) -> None:
+    """Make a planner available to `make_planner` (and so to the CLI and the evaluation)."""
+    PLANNERS[name] = factory
+
+
+def make_planner(name: str, **options: Any) -> Planner:
+    """A fresh planner by name, with planner-specific options."""
+    factory = PLANNERS.get(name)
+    if factory is None:
+        raise RlmigError(f"unknown planner {name!r} (known: {', '.join(sorted(PLANNERS))})")
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        raise RlmigError(f"bad options for planner {name!r}: {exc}") from None
+
+
+__all__ = [
+    "PLANNERS",
+    "ClusterState",
+    "Decision",
+    "Planner",
+    "PlannerRun",
+    "make_planner",
+    "register",
+    "run_planner",
+    "serve_rates",
+]

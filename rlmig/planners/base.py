@@ -1,0 +1,147 @@
+"""The planner interface, and the loop that runs any planner over a workload in the simulator.
+
+A planner maps what can be observed of the cluster before an interval (the current configuration,
+the tenants' retraining state, the rates seen so far and a forecast of the next ones) to the target
+configuration of that interval. The ILP oracle, the baselines and the learned policy all implement
+`Planner`; the CLI, the environment's expert, the evaluation and the node agent use nothing else.
+
+Usage::
+
+    from rlmig.planners import make_planner, run_planner
+    from rlmig.workload import load_workload
+
+    run = run_planner(load_workload("eval/scenarios/azure-retrain.yaml"), make_planner("ilp"))
+    print(run.result.metrics, run.decision_ms_p99)
+
+In serve mode a planner is asked once, with the peak rate of every tenant as its forecast, and its
+configuration runs unchanged. In dynamic mode it is asked before every interval; its forecast comes from
+one forecaster per tenant fed with the mean rate of each finished interval (before the first interval
+the forecaster is seeded with the first interval's rate: the load just before the run is taken to be
+the load at its start). A planner with ``foresight = True`` sees the true rates of the next intervals.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from rlmig.configuration import Configuration
+from rlmig.forecast import make_forecaster
+from rlmig.simulator import RunResult, Simulator, TenantState
+from rlmig.workload import Workload
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """What a planner may observe before interval `interval` (arrays over the workload's tenants)."""
+
+    workload: Workload
+    simulator: Simulator
+    interval: int
+    current: Configuration | None
+    tenants: TenantState
+    history: np.ndarray  # (intervals so far, tenants): observed mean rates, oldest first
+    forecast: np.ndarray  # (horizon, tenants): rates of intervals interval .. interval + horizon - 1
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A planner's answer: the target configuration, and what the planner knows about it."""
+
+    configuration: Configuration
+    optimal: bool | None = None  # proven optimal (None: the planner does not prove anything)
+    objective: float | None = None  # the planner's own objective value, when it has one
+    solve_seconds: float = 0.0
+    horizon_plan: tuple[Configuration, ...] = ()  # planners that look ahead: the plan of every step
+
+
+class Planner(ABC):
+    """Maps a `ClusterState` to a `Decision`. Subclasses set `name` and implement `plan`."""
+
+    name: str = "planner"
+    horizon: int = 1  # forecast intervals the planner wants
+    foresight: bool = False  # True: the forecast is the true future (an upper-bound planner)
+
+    def reset(self, workload: Workload) -> None:  # noqa: B027 - optional hook
+        """Called before a run; planners with per-run state clear it here."""
+
+    @abstractmethod
+    def plan(self, state: ClusterState) -> Decision:
+        """The configuration to run during ``state.interval``."""
+
+
+@dataclass
+class PlannerRun:
+    """A planner's run over a workload: the simulated result, each decision and its wall time."""
+
+    result: RunResult
+    decisions: list[Decision]
+    decision_seconds: list[float]
+    simulator: Simulator
+
+    @property
+    def decision_ms_p50(self) -> float:
+        return float(np.percentile(self.decision_seconds, 50) * 1e3) if self.decision_seconds else 0.0
+
+    @property
+    def decision_ms_p99(self) -> float:
+        return float(np.percentile(self.decision_seconds, 99) * 1e3) if self.decision_seconds else 0.0
+
+
+def serve_rates(workload: Workload) -> np.ndarray:
+    """The rates a serve-mode plan must carry: each tenant's peak interval rate, shape (1, tenants)."""
+    return workload.rates.max(axis=0, keepdims=True)
+
+
+def run_planner(
+    workload: Workload,
+    planner: Planner,
+    *,
+    forecaster: str = "auto",
+    simulator: Simulator | None = None,
+    on_decision: Callable[[int, Decision], None] | None = None,
+    intervals: int | None = None,
+) -> PlannerRun:
+    """Run `planner` over `workload` in the simulator (see the module docstring for what it sees);
+    `intervals` stops a dynamic run early (``rlmig plan`` asks for the first decision only)."""
+    simulator = simulator or Simulator(workload)
+    planner.reset(workload)
+    rates = workload.rates
+    decisions: list[Decision] = []
+    seconds: list[float] = []
+
+    def ask(k: int, state: TenantState, previous: Configuration | None, forecast: np.ndarray) -> Decision:
+        cluster = ClusterState(workload, simulator, k, previous, state, rates[:k], forecast)
+        start = time.perf_counter()
+        decision = planner.plan(cluster)
+        seconds.append(time.perf_counter() - start)
+        decisions.append(decision)
+        if on_decision is not None:
+            on_decision(k, decision)
+        return decision
+
+    if workload.mode == "serve":
+        decision = ask(0, simulator.initial_state(), None, serve_rates(workload))
+        return PlannerRun(simulator.run(decision.configuration), decisions, seconds, simulator)
+
+    horizon = max(1, planner.horizon)
+    forecasters = [make_forecaster(forecaster) for _ in workload.tenants]
+    for f, rate in zip(forecasters, rates[0], strict=True):
+        f.update(float(rate))
+
+    def decide(k: int, state: TenantState, previous: Configuration | None) -> Configuration:
+        if k > 0:
+            for f, rate in zip(forecasters, rates[k - 1], strict=True):
+                f.update(float(rate))
+        if planner.foresight:
+            rows = np.minimum(np.arange(k, k + horizon), len(rates) - 1)
+            forecast = rates[rows]
+        else:
+            forecast = np.stack([np.maximum(f.forecast(horizon), 0.0) for f in forecasters], axis=1)
+        return ask(k, state, previous, forecast).configuration
+
+    return PlannerRun(simulator.run(decide, intervals), decisions, seconds, simulator)

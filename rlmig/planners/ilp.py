@@ -1,0 +1,508 @@
+"""The ILP oracle: exact MIG planning with PuLP (HiGHS by default, CBC when HiGHS is absent).
+
+Serve mode (MIG-serving's and ParvaGPU's problem: the fewest GPUs that carry every tenant's load within
+its SLO) is a pattern formulation in the manner of Gilmore & Gomory's cutting stock (Oper. Res. 1961):
+an integer count of GPUs per profile mix (the mixes of the GPU model's maximal layouts, placements
+included, so only mixes that really fit are counted) and an integer count of instances of each profile
+per tenant, each serving with the tenant's best SLO-feasible segment (MPS included). GPUs are
+interchangeable, so the aggregate is exact; load no configuration can carry is reported as unmet.
+
+Dynamic mode is MIGRator's problem (arXiv 2407.13126): choose, per GPU and interval of a horizon of H
+intervals, a maximal layout and an owner per instance so as to maximise goodput, where a changed
+instance pays the reconfiguration downtime and retraining completes as the simulator says. The model
+is exact with respect to `rlmig.simulator`:
+
+- capacity counts an instance kept from the previous interval (same GPU, placement, tenant and role)
+  in full and a changed one for (1 - downtime/Δ) of the interval;
+- a retraining job runs on one instance per interval (see `rlmig.configuration`), so the time after
+  its completion inside the interval is e = (work so far - samples) / rate of that instance, a linear
+  constraint per instance profile under a big-M switch;
+- goodput = min(λ, C) × accuracy = min(λ × accuracy, C × accuracy), and the products of C with the
+  completion indicator and with e are linearised exactly (products of a binary and a bounded variable);
+- a window boundary inside the horizon sets the next window's accuracy to post-retraining minus drift
+  when the current job completed and to the current level minus drift otherwise: both cases are
+  constrained under a big-M switch on the completion binary. H is capped at the shortest window so that
+  at most one boundary falls inside the horizon.
+
+The planner reports the optimum's goodput as its objective (tested equal to the simulator's goodput of
+the returned plan); tiny penalties on changed and owned instances break ties towards stability.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pulp
+
+from rlmig.configuration import Configuration, GpuConfig, Owner
+from rlmig.errors import RlmigError
+from rlmig.geometry import GpuModel, Instance, Layout
+from rlmig.planners.base import ClusterState, Decision, Planner
+from rlmig.simulator import INFERENCE, RETRAINING, Simulator
+
+_ROLE_NAMES = {INFERENCE: "inference", RETRAINING: "retraining"}
+
+
+def make_solver(
+    time_limit: float | None = None, gap: float | None = None, threads: int | None = 1
+) -> pulp.LpSolver:
+    """HiGHS through highspy when available, else CBC; both silent, with the given limits."""
+    highs = pulp.HiGHS(msg=False, timeLimit=time_limit, gapRel=gap, threads=threads)
+    if highs.available():
+        return highs
+    return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=gap, threads=threads)
+
+
+def _solve(problem: pulp.LpProblem, solver: pulp.LpSolver) -> bool:
+    """Solve; True when optimality (within the gap) is proven. Raises when no solution was found."""
+    problem.solve(solver)
+    if problem.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+        raise RlmigError(f"the ILP found no solution ({pulp.LpStatus[problem.status]})")
+    return problem.sol_status == pulp.LpSolutionOptimal
+
+
+def _value(var: pulp.LpVariable | pulp.LpAffineExpression | float) -> float:
+    value = pulp.value(var)
+    return float(value) if value is not None else 0.0
+
+
+def maximal_layouts(gpu: GpuModel) -> list[Layout]:
+    """The layouts the oracle chooses among: the maximal layouts of the base profiles."""
+    return gpu.layouts(maximal=True)
+
+
+# -- serve mode ---------------------------------------------------------------------------------
+
+
+def plan_serve(
+    simulator: Simulator, rates: np.ndarray, *, time_limit: float | None = None, gap: float = 0.0
+) -> tuple[Configuration, bool, float]:
+    """The fewest GPUs (at most the workload's) carrying `rates` (req/s per tenant), load that cannot
+    be carried left unmet. Returns the configuration, whether optimality was proven, and the GPUs used."""
+    workload = simulator.workload
+    gpu = workload.gpu
+    budget = workload.gpu_count
+    profiles = list(gpu.profiles)
+    mixes: dict[tuple[int, ...], Layout] = {}
+    for layout in maximal_layouts(gpu):
+        counts = layout.counts()
+        key = tuple(counts.get(p, 0) for p in profiles)
+        mixes.setdefault(key, layout)
+    tenants = range(len(workload.tenants))
+    cap = simulator.capacity
+    pairs = [(j, t) for j in range(len(profiles)) for t in tenants if cap[t, j] > 0 and rates[t] > 0]
+    solver = make_solver(time_limit, gap)
+
+    def model(unmet_bound: float | None) -> tuple[pulp.LpProblem, dict, dict, dict]:
+        problem = pulp.LpProblem("serve", pulp.LpMinimize)
+        n = {m: problem.add_variable(f"n_{i}", 0, budget, cat="Integer") for i, m in enumerate(mixes)}
+        z = {(j, t): problem.add_variable(f"z_{j}_{t}", 0, None, cat="Integer") for j, t in pairs}
+        u = {t: problem.add_variable(f"u_{t}", 0, float(rates[t])) for t in tenants}
+        for j in range(len(profiles)):
+            assigned = [z[j, t] for t in tenants if (j, t) in z]
+            if assigned:
+                problem += pulp.lpSum(assigned) <= pulp.lpSum(m[j] * n[m] for m in mixes if m[j])
+        for t in tenants:
+            served = pulp.lpSum(cap[t, j] * z[j, t] for j in range(len(profiles)) if (j, t) in z)
+            problem += served + u[t] >= float(rates[t])
+        problem += pulp.lpSum(n.values()) <= budget
+        shortfall = pulp.lpSum(u[t] * (1.0 / float(rates[t])) for t in tenants if rates[t] > 0)
+        if unmet_bound is None:
+            problem += shortfall
+        else:
+            problem += shortfall <= unmet_bound + 1e-6
+            problem += pulp.lpSum(n.values())
+        return problem, n, z, u
+
+    # Lexicographic: first the least unmet load (relative to each tenant's rate), then the fewest GPUs.
+    first, _, _, _ = model(None)
+    optimal_first = _solve(first, solver)
+    least_unmet = max(0.0, _value(first.objective))
+    problem, n, z, _u = model(least_unmet)
+    optimal = _solve(problem, solver) and optimal_first
+    counts = {m: round(_value(var)) for m, var in n.items()}
+    left = {(j, t): round(_value(var)) for (j, t), var in z.items()}
+    gpus: list[GpuConfig] = []
+    for mix, count in counts.items():
+        for _ in range(count):
+            layout = mixes[mix]
+            owners: list[Owner | None] = []
+            for inst in layout.instances:
+                j = simulator.profile_index[inst.profile.id]
+                tenant = next((t for t in tenants if left.get((j, t), 0) > 0), None)
+                if tenant is not None:
+                    left[j, tenant] -= 1
+                owners.append(Owner(workload.tenants[tenant].name) if tenant is not None else None)
+            gpus.append(GpuConfig(layout, tuple(owners)))
+    gpus.extend(GpuConfig(gpu.empty_layout(), ()) for _ in range(budget - len(gpus)))
+    return Configuration(gpu, tuple(gpus)), optimal, float(sum(counts.values()))
+
+
+# -- dynamic mode -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FixedChoices:
+    """Choices of the first planned interval that an expert query must respect (DAgger's partial states):
+    per GPU a layout, and per (GPU, instance) an owner (None: idle)."""
+
+    layouts: Mapping[int, Layout] = field(default_factory=dict)
+    owners: Mapping[tuple[int, Instance], Owner | None] = field(default_factory=dict)
+
+
+@dataclass
+class _Var:
+    """One owner binary: instance `inst` of GPU `g` in horizon step `h`, owned by tenant `t` in role `r`."""
+
+    g: int
+    h: int
+    inst: Instance
+    j: int  # profile index
+    t: int
+    r: int
+    x: pulp.LpVariable
+    kept: (
+        pulp.LpVariable | float
+    )  # h = 0: x itself if the previous configuration had it, else 0; later a variable
+
+
+class DynamicModel:
+    """The dynamic-mode MILP for one decision (see the module docstring)."""
+
+    def __init__(self, state: ClusterState, horizon: int, fixed: FixedChoices | None = None) -> None:
+        self.state = state
+        self.sim = state.simulator
+        self.workload = state.workload
+        self.gpu = self.workload.gpu
+        self.horizon = horizon
+        self.fixed = fixed or FixedChoices()
+        self.rates = np.asarray(state.forecast[:horizon], dtype=float)
+        if len(self.rates) < horizon:
+            self.rates = np.vstack([self.rates, np.repeat(self.rates[-1:], horizon - len(self.rates), 0)])
+        self.dt = self.workload.interval_s
+        self.down = self.workload.downtime_s
+        self.problem = pulp.LpProblem("dynamic", pulp.LpMaximize)
+        self.vars: list[_Var] = []
+        self.layout_vars: dict[tuple[int, int], dict[Layout, pulp.LpVariable]] = {}
+        self.goodput: dict[tuple[int, int], pulp.LpVariable] = {}
+        self._names = itertools.count()
+        self._build()
+
+    def _var(self, low: float, high: float | None, cat: str = "Continuous") -> pulp.LpVariable:
+        return self.problem.add_variable(f"v{next(self._names)}", low, high, cat=cat)
+
+    def _previous_keys(self) -> set[tuple[int, int, int, int, int]]:
+        keys: set[tuple[int, int, int, int, int]] = set()
+        current = self.state.current
+        if current is None:
+            return keys
+        for placed in current.placed():
+            if placed.owner is None:
+                continue
+            t = self.sim.tenant_index[placed.owner.tenant]
+            r = RETRAINING if placed.owner.role == "retraining" else INFERENCE
+            keys.add((placed.gpu, placed.instance.start, placed.instance.profile.id, t, r))
+        return keys
+
+    def _build(self) -> None:
+        sim, gpu, H = self.sim, self.gpu, self.horizon
+        n_gpus, tenants = self.workload.gpu_count, range(len(self.workload.tenants))
+        layouts = maximal_layouts(gpu)
+        candidates = gpu.candidates(gpu.base_profiles())
+        previous = self._previous_keys()
+        frac = self.down / self.dt
+
+        # Layouts and owners.
+        by_slot: dict[tuple[int, int, Instance], list[_Var]] = {}
+        for g in range(n_gpus):
+            for h in range(H):
+                choices = layouts
+                if h == 0 and g in self.fixed.layouts:
+                    choices = [self.fixed.layouts[g]]
+                y = {lay: self._var(0, 1, "Binary") for lay in choices}
+                self.layout_vars[g, h] = y
+                self.problem += pulp.lpSum(y.values()) == 1
+                for inst in candidates:
+                    j = sim.profile_index[inst.profile.id]
+                    hosting = [y[lay] for lay in choices if inst in lay.instances]
+                    if not hosting:
+                        continue
+                    owned: list[_Var] = []
+                    for t in tenants:
+                        for r in (INFERENCE, RETRAINING):
+                            useful = sim.capacity[t, j] > 0 if r == INFERENCE else sim.train_rate[t, j] > 0
+                            if not useful:
+                                continue
+                            x = self._var(0, 1, "Binary")
+                            kept: pulp.LpVariable | float
+                            if h == 0:  # unchanged iff the same owner had it in the previous configuration;
+                                # the run's first configuration is in place from the start (no downtime)
+                                key = (g, inst.start, inst.profile.id, t, r)
+                                kept = x if self.state.current is None or key in previous else 0.0
+                            else:
+                                kept = self._var(0, 1)
+                            var = _Var(g, h, inst, j, t, r, x, kept)
+                            owned.append(var)
+                            self.vars.append(var)
+                    if owned:
+                        self.problem += pulp.lpSum(v.x for v in owned) <= pulp.lpSum(hosting)
+                    by_slot[g, h, inst] = owned
+                    if h == 0 and (g, inst) in self.fixed.owners:
+                        self._fix_owner(owned, self.fixed.owners[g, inst])
+        for var in self.vars:
+            if var.h > 0:
+                before = next(
+                    (
+                        v
+                        for v in by_slot.get((var.g, var.h - 1, var.inst), [])
+                        if (v.t, v.r) == (var.t, var.r)
+                    ),
+                    None,
+                )
+                self.problem += var.kept <= var.x
+                if before is None:
+                    self.problem += var.kept <= 0
+                else:
+                    self.problem += var.kept <= before.x
+        self.by_tenant: dict[tuple[int, int, int], list[_Var]] = {}
+        for var in self.vars:
+            self.by_tenant.setdefault((var.t, var.h, var.r), []).append(var)
+        for t in tenants:
+            for h in range(H):
+                retraining = self.by_tenant.get((t, h, RETRAINING), [])
+                if retraining:
+                    self.problem += pulp.lpSum(v.x for v in retraining) <= 1
+
+        for t in tenants:
+            self._tenant_goodput(t, frac)
+
+        # Objective: goodput, then fewer changes and fewer owned instances (tie-breaking).
+        arrivals = max(float(self.rates.sum()) * self.dt, 1.0)
+        changes = pulp.lpSum(v.x - v.kept for v in self.vars)
+        owned_count = pulp.lpSum(v.x for v in self.vars)
+        self.goodput_expr = pulp.lpSum(self.goodput.values())
+        self.problem += self.goodput_expr - 1e-6 * arrivals * changes - 1e-8 * arrivals * owned_count
+
+    def _fix_owner(self, owned: list[_Var], owner: Owner | None) -> None:
+        for var in owned:
+            wanted = (
+                owner is not None
+                and self.workload.tenants[var.t].name == owner.tenant
+                and _ROLE_NAMES[var.r] == owner.role
+            )
+            self.problem += var.x == (1 if wanted else 0)
+        if owner is not None and not any(
+            self.workload.tenants[v.t].name == owner.tenant and _ROLE_NAMES[v.r] == owner.role for v in owned
+        ):
+            raise RlmigError(f"fixed owner {owner} cannot use this instance (no segment or no retraining)")
+
+    @staticmethod
+    def _pieces(v: _Var, changed: float, kept: float) -> list[tuple[float, pulp.LpVariable]]:
+        """An instance's contribution as (weight, binary) pairs: `kept` when it is unchanged since the
+        previous interval and `changed` otherwise (x - kept changed, kept unchanged)."""
+        if v.kept is v.x:
+            return [(kept, v.x)]
+        if isinstance(v.kept, float):
+            return [(changed, v.x)]
+        return [(changed, v.x), (kept - changed, v.kept)]
+
+    def _capacity(self, t: int, h: int, frac: float) -> pulp.LpAffineExpression:
+        """C[t, h]: req/s of t's inference instances in step h, a changed one for 1 - downtime/Δ."""
+        return pulp.lpSum(
+            self.sim.capacity[t, v.j] * w * ind
+            for v in self.by_tenant.get((t, h, INFERENCE), [])
+            for w, ind in self._pieces(v, 1 - frac, 1.0)
+        )
+
+    def _capacity_times(
+        self, t: int, h: int, frac: float, other: pulp.LpVariable | float, bound: float
+    ) -> pulp.LpAffineExpression | float:
+        """C[t, h] × `other` (a variable in [0, bound], or a constant), linearised exactly: each binary
+        of C times `other` is a variable under both (maximisation pushes it to their product)."""
+        if not isinstance(other, pulp.LpVariable):
+            return other * self._capacity(t, h, frac) if other else 0.0
+        terms = []
+        for v in self.by_tenant.get((t, h, INFERENCE), []):
+            for weight, indicator in self._pieces(v, 1 - frac, 1.0):
+                product = self._var(0, bound)
+                self.problem += product <= bound * indicator
+                self.problem += product <= other
+                terms.append(self.sim.capacity[t, v.j] * weight * product)
+        return pulp.lpSum(terms)
+
+    def _tenant_goodput(self, t: int, frac: float) -> None:
+        H, dt, down = self.horizon, self.dt, self.down
+        rates = self.rates[:, t]
+        sim, state = self.sim, self.state
+        capacity = [self._capacity(t, h, frac) for h in range(H)]
+        goodput = [self._var(0, None) for _ in range(H)]
+        for h in range(H):
+            self.goodput[t, h] = goodput[h]
+        if not sim.has_retraining[t]:
+            for h in range(H):
+                self.problem += goodput[h] <= dt * float(rates[h])
+                self.problem += goodput[h] <= dt * capacity[h]
+            return
+
+        a1, drift, samples = float(sim.accuracy_after[t]), float(sim.drift[t]), float(sim.samples[t])
+        window = int(sim.window_intervals[t])
+        boundaries = {h for h in range(H) if (state.interval + h) % window == 0}
+        starts = sorted({0} | boundaries)
+        segments = [range(a, b) for a, b in zip(starts, [*starts[1:], H], strict=True)]
+
+        # The first segment continues the current window (or starts a fresh one at h = 0).
+        fresh = 0 in boundaries
+        accuracy = float(state.tenants.accuracy[t])
+        level_cases: list[tuple[float, pulp.LpAffineExpression | None]] = [
+            (max(accuracy - drift, 0.0) if fresh else accuracy, None)
+        ]
+        remaining = samples if fresh else samples - float(state.tenants.progress[t])
+        running = fresh or bool(state.tenants.active[t])
+        done_end: pulp.LpVariable | float = 0.0  # the job's state at the end of the previous segment
+        for s, segment in enumerate(segments):
+            if s > 0:
+                # A window boundary inside the horizon (at most one: H <= the shortest window).
+                level = level_cases[0][0]
+                if isinstance(done_end, pulp.LpVariable):
+                    level_cases = [(max(a1 - drift, 0.0), done_end), (max(level - drift, 0.0), 1 - done_end)]
+                else:
+                    level_cases = [(max((a1 if done_end else level) - drift, 0.0), None)]
+                remaining, running = samples, True
+            done_prev: pulp.LpVariable | float = 0.0
+            work = pulp.LpAffineExpression()
+            for h in segment:
+                retraining = self.by_tenant.get((t, h, RETRAINING), []) if running else []
+                e: pulp.LpVariable | float = 0.0
+                done: pulp.LpVariable | float = done_prev
+                if retraining:
+                    for v in retraining:
+                        work += pulp.lpSum(
+                            sim.train_rate[t, v.j] * w * ind for w, ind in self._pieces(v, dt - down, dt)
+                        )
+                    done = self._var(0, 1, "Binary")
+                    self.problem += done >= done_prev
+                    self.problem += remaining * done <= work
+                    e = self._var(0, dt)
+                    self.problem += e <= dt * (done - done_prev)
+                    self.problem += e <= dt * pulp.lpSum(v.x for v in retraining)
+                    for j in {v.j for v in retraining}:
+                        rate = float(sim.train_rate[t, j])
+                        on_j = pulp.lpSum(v.x for v in retraining if v.j == j)
+                        self.problem += rate * e <= work - remaining + (rate * dt + remaining) * (1 - on_j)
+                lam = float(rates[h])
+                c_done = self._capacity_times(t, h, frac, done_prev, 1.0)
+                c_e = self._capacity_times(t, h, frac, e, dt)
+                for level, condition in level_cases:
+                    slack = 0.0 if condition is None else dt * lam * a1 * (1 - condition)
+                    gain = a1 - level
+                    self.problem += (
+                        goodput[h] <= dt * lam * (level + gain * done_prev) + lam * gain * e + slack
+                    )
+                    self.problem += (
+                        goodput[h] <= dt * (level * capacity[h] + gain * c_done) + gain * c_e + slack
+                    )
+                done_prev = done
+            # The job's state at the segment's end: done (1), not done (0) or a binary of the model.
+            done_end = done_prev if running else 1.0
+
+    # -- reading the solution -------------------------------------------------------------------
+
+    def configurations(self) -> list[Configuration]:
+        """The planned configuration of every horizon step. Idle instances are kept only where they
+        already exist (the previous configuration's layout), so no instance is created for nothing."""
+        gpu = self.gpu
+        previous_layouts: dict[int, Layout] = {}
+        if self.state.current is not None:
+            previous_layouts = {i: g.layout for i, g in enumerate(self.state.current.gpus)}
+        owner_of: dict[tuple[int, int, Instance], Owner] = {}
+        for var in self.vars:
+            if _value(var.x) > 0.5:
+                owner_of[var.g, var.h, var.inst] = Owner(
+                    self.workload.tenants[var.t].name, _ROLE_NAMES[var.r]
+                )
+        plans: list[Configuration] = []
+        for h in range(self.horizon):
+            gpus: list[GpuConfig] = []
+            for g in range(self.workload.gpu_count):
+                chosen = max(self.layout_vars[g, h].items(), key=lambda kv: _value(kv[1]))[0]
+                existing = previous_layouts.get(g, gpu.empty_layout()) if h == 0 else plans_layout(plans, g)
+                instances = [
+                    inst
+                    for inst in chosen.instances
+                    if (g, h, inst) in owner_of
+                    or inst in existing.instances
+                    or (h == 0 and g in self.fixed.layouts)
+                ]
+                layout = gpu.layout(instances)
+                owners = tuple(owner_of.get((g, h, inst)) for inst in layout.instances)
+                gpus.append(GpuConfig(layout, owners))
+            plans.append(Configuration(gpu, tuple(gpus)))
+        return plans
+
+
+def plans_layout(plans: Sequence[Configuration], g: int) -> Layout:
+    """GPU `g`'s layout in the last configuration of `plans`."""
+    return plans[-1].gpus[g].layout
+
+
+class IlpPlanner(Planner):
+    """The ILP oracle behind the planner interface: serve mode (fewest GPUs) or dynamic mode (goodput
+    over `horizon` intervals; `foresight=True` plans on the true future, an upper bound in practice)."""
+
+    name = "ilp"
+
+    def __init__(
+        self,
+        horizon: int = 1,
+        foresight: bool = False,
+        time_limit: float | None = 30.0,
+        gap: float | None = 1e-4,
+    ) -> None:
+        if horizon < 1:
+            raise RlmigError(f"the ILP horizon must be at least 1, got {horizon}")
+        self.horizon = horizon
+        self.foresight = foresight
+        self.time_limit = time_limit
+        self.gap = gap
+        if foresight:
+            self.name = "ilp-foresight"
+
+    def effective_horizon(self, state: ClusterState) -> int:
+        """The horizon, capped at the shortest retraining window (at most one boundary inside it)."""
+        windows = [int(w) for w in state.simulator.window_intervals if w > 0]
+        return max(1, min([self.horizon, *windows]))
+
+    def plan(self, state: ClusterState) -> Decision:
+        return self.expert(state)
+
+    def expert(self, state: ClusterState, fixed: FixedChoices | None = None) -> Decision:
+        """The best configuration from `state`, respecting `fixed` choices of the first interval."""
+        start = time.perf_counter()
+        if state.workload.mode == "serve":
+            config, optimal, gpus = plan_serve(
+                state.simulator, state.forecast[0], time_limit=self.time_limit, gap=0.0
+            )
+            return Decision(config, optimal, gpus, time.perf_counter() - start)
+        model = DynamicModel(state, self.effective_horizon(state), fixed)
+        optimal = _solve(model.problem, make_solver(self.time_limit, self.gap))
+        plans = model.configurations()
+        return Decision(
+            plans[0],
+            optimal,
+            _value(model.goodput_expr),
+            time.perf_counter() - start,
+            horizon_plan=tuple(plans),
+        )
+
+
+class IlpForesightPlanner(IlpPlanner):
+    """The dynamic ILP on the true future rates (perfect foresight), by default 5 intervals ahead."""
+
+    name = "ilp-foresight"
+
+    def __init__(self, horizon: int = 5, time_limit: float | None = 30.0, gap: float | None = 1e-4) -> None:
+        super().__init__(horizon=horizon, foresight=True, time_limit=time_limit, gap=gap)

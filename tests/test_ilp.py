@@ -1,0 +1,195 @@
+"""The ILP oracle: optimal against brute force, objective equal to the simulator's goodput, ParvaGPU's
+GPU counts, fixed choices, infeasible load."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlmig.configuration import Configuration, GpuConfig, Owner
+from rlmig.planners import ClusterState, make_planner, run_planner
+from rlmig.planners.ilp import FixedChoices, IlpPlanner
+from rlmig.simulator import Simulator
+from rlmig.workload import load_workload, parse_workload
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "eval" / "scenarios"
+
+
+def small_workload(gpu="A30-24GB", gpus=1, samples=3000.0, rate_a=300.0, rate_b=150.0, **extra):
+    return parse_workload(
+        {
+            "gpu": gpu,
+            "gpus": gpus,
+            "interval_s": 60,
+            "duration_s": 600,
+            "downtime_s": 6,
+            "tenants": [
+                {
+                    "name": "a",
+                    "model": "resnet50",
+                    "slo_ms": 60,
+                    "load": rate_a,
+                    "retraining": {"window_s": 300, "samples": samples, "drift": 0.1, "accuracy": 0.9},
+                },
+                {"name": "b", "model": "bert-base", "slo_ms": 80, "load": rate_b},
+            ],
+            **extra,
+        }
+    )
+
+
+def every_configuration(sim: Simulator):
+    """Every configuration of one GPU: any layout (empty included), any owner per instance, at most one
+    retraining instance per tenant."""
+    gpu = sim.gpu
+    options = [None] + [
+        Owner(t.name, role)
+        for i, t in enumerate(sim.workload.tenants)
+        for role in ("inference", "retraining")
+        if role == "inference" or sim.has_retraining[i]
+    ]
+    for layout in [gpu.empty_layout(), *gpu.layouts()]:
+        for owners in itertools.product(options, repeat=len(layout.instances)):
+            retrainers = [o.tenant for o in owners if o is not None and o.role == "retraining"]
+            if len(retrainers) == len(set(retrainers)):
+                yield Configuration(gpu, (GpuConfig(layout, owners),))
+
+
+def state_at(sim, k, tenants, current, rates):
+    return ClusterState(sim.workload, sim, k, current, tenants, sim.workload.rates[:k], rates[None, :])
+
+
+@pytest.mark.parametrize(
+    ("k", "progress", "active", "accuracy", "samples", "current"),
+    [
+        (0, 0.0, False, 0.9, 3000.0, None),  # window start: drift, fresh job that can finish now
+        (1, 0.0, True, 0.8, 3000.0, ["2g.12gb@0=a:retraining", "2g.12gb@2=b"]),  # keep the job's instance?
+        (2, 2500.0, True, 0.8, 3000.0, ["1g.6gb@0=a", "1g.6gb@1=a:retraining", "2g.12gb@2=b"]),
+        (3, 3000.0, False, 0.9, 3000.0, ["4g.24gb@0=a"]),  # job done: retraining is worthless
+        (1, 0.0, True, 0.8, 1e9, ["2g.12gb@0=a", "2g.12gb@2=b"]),  # job cannot finish in the horizon
+    ],
+)
+def test_myopic_ilp_is_optimal_against_brute_force(k, progress, active, accuracy, samples, current):
+    sim = Simulator(small_workload(samples=samples))
+    state = sim.initial_state()
+    state.progress[0], state.active[0], state.accuracy[0] = progress, active, accuracy
+    previous = Configuration.parse(sim.gpu, [current]) if current else None
+    rates = sim.workload.rates[k]
+
+    def goodput(config):
+        prev = sim.encode(previous) if previous else None
+        return float(sim.step(k, state.copy(), sim.encode(config), prev, rates)[0].goodput.sum())
+
+    best = max(goodput(c) for c in every_configuration(sim))
+    decision = IlpPlanner(gap=0.0).plan(state_at(sim, k, state, previous, rates))
+    assert decision.optimal
+    assert decision.objective == pytest.approx(best, rel=1e-6)
+    assert goodput(decision.configuration) == pytest.approx(best, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "at", "horizon"),
+    [
+        ("spike-shift.yaml", 0, 1),
+        ("spike-shift.yaml", 5, 3),
+        ("azure-retrain.yaml", 3, 1),
+        ("azure-retrain.yaml", 9, 3),  # chat's window ends inside the horizon: both accuracy cases
+    ],
+)
+def test_objective_equals_the_simulated_goodput_of_the_plan(scenario, at, horizon):
+    workload = load_workload(SCENARIOS / scenario)
+    sim = Simulator(workload)
+    rates = workload.rates
+    # Reach interval `at` with the myopic ILP deciding, then plan `horizon` steps on the true rates.
+    state, current = sim.initial_state(), None
+    for k in range(at):
+        cluster = ClusterState(workload, sim, k, current, state, rates[:k], rates[k : k + 1])
+        config = IlpPlanner().plan(cluster).configuration
+        encoded_previous = sim.encode(current) if current is not None else None
+        _, state = sim.step(k, state, sim.encode(config), encoded_previous, rates[k])
+        current = config
+    planner = IlpPlanner(horizon=horizon, foresight=True)
+    cluster = ClusterState(workload, sim, at, current, state.copy(), rates[:at], rates[at : at + horizon])
+    decision = planner.plan(cluster)
+    assert decision.optimal and len(decision.horizon_plan) == horizon
+    total = 0.0
+    for h, config in enumerate(decision.horizon_plan):
+        encoded_previous = sim.encode(current) if current is not None else None
+        outcome, state = sim.step(at + h, state, sim.encode(config), encoded_previous, rates[at + h])
+        total += float(outcome.goodput.sum())
+        current = config
+    assert decision.objective == pytest.approx(total, rel=1e-6)
+
+
+@pytest.mark.parametrize(("number", "parvagpu"), [(1, 2), (2, 3), (3, 5), (4, 7), (5, 13), (6, 17)])
+def test_serve_mode_uses_no_more_gpus_than_parvagpu(number, parvagpu):
+    workload = load_workload(SCENARIOS / f"parvagpu-slo{number}.yaml")
+    run = run_planner(workload, make_planner("ilp"))
+    decision = run.decisions[0]
+    assert decision.optimal
+    assert decision.objective <= parvagpu
+    assert run.result.intervals[0].gpus_used == decision.objective
+    assert run.result.metrics.slo_attainment == pytest.approx(1.0)
+
+
+def test_serve_mode_is_optimal_against_brute_force():
+    workload = small_workload(gpu="A100-80GB", gpus=3, rate_a=2500.0, rate_b=900.0, mode="serve")
+    sim = Simulator(workload)
+    rates = workload.rates.max(axis=0)
+    mixes = {tuple(sorted((p.id, n) for p, n in lay.counts().items())) for lay in workload.gpu.layouts()}
+
+    def can_serve(gpus: int) -> bool:
+        for combo in itertools.combinations_with_replacement(sorted(mixes), gpus):
+            counts: dict[int, int] = {}
+            for mix in combo:
+                for pid, n in mix:
+                    counts[pid] = counts.get(pid, 0) + n
+            pids = sorted(counts)
+            # Every split of each profile's instances between the two tenants.
+            for to_a in itertools.product(*(range(counts[p] + 1) for p in pids)):
+                cap = np.zeros(2)
+                for pid, n_a in zip(pids, to_a, strict=True):
+                    j = sim.profile_index[pid]
+                    cap += [n_a * sim.capacity[0, j], (counts[pid] - n_a) * sim.capacity[1, j]]
+                if (cap >= rates - 1e-9).all():
+                    return True
+        return False
+
+    fewest = next(n for n in range(1, 4) if can_serve(n))
+    decision = run_planner(workload, make_planner("ilp")).decisions[0]
+    assert decision.optimal and decision.objective == fewest
+
+
+def test_infeasible_load_is_reported_not_raised():
+    workload = small_workload(gpu="A100-80GB", gpus=1, rate_a=1e6, mode="serve")
+    run = run_planner(workload, make_planner("ilp"))
+    capacity = run.result.intervals[0].capacity
+    assert capacity[0] < 1e6 and capacity[1] >= 150.0  # a is short; b, which fits, is fully served
+    impossible = parse_workload(
+        {
+            "gpu": "A100-80GB",
+            "gpus": 1,
+            "interval_s": 60,
+            "duration_s": 60,
+            "mode": "serve",
+            "tenants": [{"name": "x", "model": "bert", "slo_ms": 0.1, "load": 10}],
+        }
+    )
+    run = run_planner(impossible, make_planner("ilp"))
+    assert run.result.intervals[0].capacity[0] == 0.0 and run.decisions[0].objective == 0
+
+
+def test_expert_respects_fixed_choices():
+    sim = Simulator(small_workload())
+    state = sim.initial_state()
+    layout = sim.gpu.layout(["1g.6gb@0", "1g.6gb@1", "2g.12gb@2"])
+    fixed = FixedChoices(layouts={0: layout}, owners={(0, sim.gpu.instance("2g.12gb@2")): Owner("a")})
+    decision = IlpPlanner().expert(state_at(sim, 0, state, None, sim.workload.rates[0]), fixed)
+    config = decision.configuration.gpus[0]
+    assert config.layout == layout
+    assert dict(config.items())[sim.gpu.instance("2g.12gb@2")] == Owner("a")
+    free = IlpPlanner().plan(state_at(sim, 0, state, None, sim.workload.rates[0]))
+    assert free.objective >= decision.objective - 1e-6
