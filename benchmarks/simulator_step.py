@@ -15,29 +15,10 @@ import numpy as np
 
 from rlmig.configuration import Configuration
 from rlmig.simulator import Simulator
-from rlmig.workload import parse_workload
-
-MODELS = ["resnet50", "bert", "vgg16", "mobilenetv2", "densenet121", "inceptionv3", "resnet101", "vgg19"]
-
+from benchmarks.workloads import cluster_workload
 
 def build() -> tuple[Simulator, list[Configuration]]:
-    tenants = [
-        {
-            "name": f"t{i}",
-            "model": model,
-            "slo_ms": 200,
-            "load": {"synthetic": "diurnal", "mean": 300, "amplitude": 0.5, "period_s": 3600, "seed": i},
-            **(
-                {"retraining": {"window_s": 600, "samples": 50000, "drift": 0.1, "accuracy": 0.9}}
-                if i % 2 == 0
-                else {}
-            ),
-        }
-        for i, model in enumerate(MODELS)
-    ]
-    workload = parse_workload(
-        {"gpu": "A100-80GB", "gpus": 8, "interval_s": 60, "duration_s": 3600, "tenants": tenants}
-    )
+    workload = cluster_workload()
     sim = Simulator(workload)
     a = [[f"4g.40gb@0=t{g}", f"2g.20gb@4=t{(g + 1) % 8}", f"1g.10gb@6=t{(g + 2) % 8}"] for g in range(8)]
     b = [
