@@ -13,9 +13,10 @@ import time
 
 import numpy as np
 
+from benchmarks.workloads import cluster_workload
 from rlmig.configuration import Configuration
 from rlmig.simulator import Simulator
-from benchmarks.workloads import cluster_workload
+
 
 def build() -> tuple[Simulator, list[Configuration]]:
     workload = cluster_workload()

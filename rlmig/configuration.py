@@ -21,7 +21,7 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -174,6 +174,14 @@ class Configuration:
 
     def __str__(self) -> str:
         return "\n".join(f"GPU {i}: {g}" for i, g in enumerate(self.gpus))
+
+
+def settle(layout: Layout, owners: Mapping[Instance, Owner], existing: Layout) -> GpuConfig:
+    """A GPU's configuration from a chosen (maximal) layout and the owners of some of its instances,
+    keeping idle only the instances that already exist (`existing`): none is created for nothing."""
+    kept = [inst for inst in layout.instances if inst in owners or inst in existing.instances]
+    settled = Layout(layout.gpu, tuple(kept))
+    return GpuConfig(settled, tuple(owners.get(inst) for inst in settled.instances))
 
 
 def parse_owned_instance(gpu: GpuModel, spec: str) -> tuple[Instance, Owner | None]:

@@ -151,7 +151,8 @@ class Simulator:
         self.segments: list[list[Segment | None]] = []
         self.capacity = np.zeros((n_tenants, n_profiles))
         self.train_rate = np.zeros((n_tenants, n_profiles))
-        for i, (tenant, model) in enumerate(zip(workload.tenants, workload.profiles(), strict=True)):
+        self.models = workload.profiles()
+        for i, (tenant, model) in enumerate(zip(workload.tenants, self.models, strict=True)):
             row = [self._segment(model, profile, tenant.slo_ms) for profile in self.gpu.profiles]
             self.segments.append(row)
             self.capacity[i] = [s.throughput if s else 0.0 for s in row]
@@ -186,10 +187,10 @@ class Simulator:
         n = len(self.workload.tenants)
         return TenantState(self.accuracy_after.copy(), np.zeros(n), np.zeros(n, dtype=bool))
 
-    def encode(self, config: Configuration) -> EncodedConfig:
-        """The configuration as arrays (cached per configuration); rows are instances, plus one row
-        per tenant of a time-shared GPU."""
-        cached = self._encoded.get(config)
+    def encode(self, config: Configuration, cache: bool = True) -> EncodedConfig:
+        """The configuration as arrays; rows are instances, plus one row per tenant of a time-shared
+        GPU. Cached per configuration unless `cache` is False (a caller that never repeats one)."""
+        cached = self._encoded.get(config) if cache else None
         if cached is not None:
             return cached
         if config.gpu != self.gpu:
@@ -224,9 +225,10 @@ class Simulator:
         key = ((((g * (self.gpu.slots + 1) + start) * n_profiles + p) * (n_tenants + 1) + t + 1) * 2) + r
         used = len({index for index, gpu_config in enumerate(config.gpus) if gpu_config.used})
         encoded = EncodedConfig(g, p, t, r, key, cap, train, used)
-        if len(self._encoded) > 4096:
-            self._encoded.clear()
-        self._encoded[config] = encoded
+        if cache:
+            if len(self._encoded) > 4096:
+                self._encoded.clear()
+            self._encoded[config] = encoded
         return encoded
 
     def time_shared_capacity(self, tenant: int, sharers: int) -> float:
@@ -234,7 +236,7 @@ class Simulator:
         key = (tenant, sharers)
         if key not in self._shared:
             full = self.gpu.profiles[self._full]
-            model = self.workload.profiles()[tenant]
+            model = self.models[tenant]
             segment = model.best_segment(
                 full.compute,
                 self.workload.tenants[tenant].slo_ms,
@@ -258,6 +260,16 @@ class Simulator:
 
     # -- one interval ----------------------------------------------------------------------------
 
+    def window_start(self, index: int, state: TenantState) -> TenantState:
+        """The tenants' state as interval `index` starts: where a retraining window begins, the model
+        drifts (accuracy minus drift, never below 0) and a fresh job starts (progress 0, running)."""
+        new_window = self.has_retraining & (index % np.maximum(self.window_intervals, 1) == 0)
+        return TenantState(
+            np.where(new_window, np.maximum(state.accuracy - self.drift, 0.0), state.accuracy),
+            np.where(new_window, 0.0, state.progress),
+            new_window | state.active,
+        )
+
     def step(
         self,
         index: int,
@@ -270,11 +282,8 @@ class Simulator:
         n = len(self.workload.tenants)
         dt, down = self.workload.interval_s, self.workload.downtime_s
 
-        # A new retraining window: the model drifts and a fresh job starts.
-        new_window = self.has_retraining & (index % np.maximum(self.window_intervals, 1) == 0)
-        accuracy = np.where(new_window, np.maximum(state.accuracy - self.drift, 0.0), state.accuracy)
-        progress = np.where(new_window, 0.0, state.progress)
-        active = new_window | state.active
+        start = self.window_start(index, state)
+        accuracy, progress, active = start.accuracy, start.progress, start.active
 
         owned = config.tenant >= 0
         changed = owned & ~np.isin(config.key, previous.key) if previous is not None else np.zeros_like(owned)

@@ -18,6 +18,7 @@ A workload file is YAML::
         load: 120                    # constant req/s, or one of:
         #   {series: azure-llm-2023, tenant: conv, scale: 8}      a shipped trace
         #   {series: rates.csv, tenant: chat, scale: 1}            a CSV time_s,tenant,rate (relative path)
+        #   {series: ..., offset_s: 600, span_s: 1200}             only that stretch of the series, repeated
         #   {synthetic: diurnal, mean: 100, amplitude: 0.5, period_s: 3600, seed: 3}
         retraining:                  # optional: continuous learning (DESIGN.md §3)
           window_s: 600              # a multiple of interval_s
@@ -316,9 +317,21 @@ class _Parser:
             )
         scale = self.number(raw, "scale", where, default=1.0, low=0.0)
         if "series" in raw:
-            self.no_unknown(raw, {"series", "tenant", "scale"}, where)
+            self.no_unknown(raw, {"series", "tenant", "scale", "offset_s", "span_s"}, where)
             ref = self.get(raw, "series", str, where)
             series = self.series(ref, f"{where}.series")
+            if "offset_s" in raw or "span_s" in raw:
+                offset = self.number(raw, "offset_s", where, default=0.0, low=0.0)
+                rest = series.duration_s - offset
+                span = self.number(raw, "span_s", where, default=rest, low=series.step_s)
+                first, count = round(offset / series.step_s), round(span / series.step_s)
+                if first + count > series.n_bins:
+                    raise self.error(where, f"offset_s + span_s run past the series' {series.duration_s:g} s")
+                series = RateSeries(
+                    series.step_s,
+                    {name: series.rates[name][first : first + count] for name in series.tenants},
+                    series.source,
+                )
             tenant = raw.get("tenant")
             if tenant is None:
                 if len(series.tenants) != 1:

@@ -10,6 +10,7 @@ from typing import Any
 
 from rlmig.errors import RlmigError
 from rlmig.planners.base import ClusterState, Decision, Planner, PlannerRun, run_planner, serve_rates
+from rlmig.planners.baselines import BASELINES
 from rlmig.planners.ilp import IlpForesightPlanner, IlpPlanner
 from rlmig.planners.static import StaticPlanner
 
@@ -17,6 +18,7 @@ PLANNERS: dict[str, Callable[..., Planner]] = {
     "static": StaticPlanner,
     "ilp": IlpPlanner,
     "ilp-foresight": IlpForesightPlanner,
+    **BASELINES,
 }
 
 

@@ -92,6 +92,33 @@ class PlannerRun:
         return float(np.percentile(self.decision_seconds, 99) * 1e3) if self.decision_seconds else 0.0
 
 
+class ForecastFeed:
+    """The rates a planner is shown before each interval of a dynamic run (see the module docstring).
+
+    `forecast(k)` must be called for k = 0, 1, 2, ... in order: it feeds each tenant's forecaster the
+    rate of interval k - 1 and returns the next `horizon` rates, shape (horizon, tenants). With
+    `foresight` it returns the true rates instead (the last interval's repeated past the run's end).
+    """
+
+    def __init__(self, workload: Workload, horizon: int, forecaster: str = "auto", foresight: bool = False):
+        self.rates = workload.rates
+        self.horizon = horizon
+        self.foresight = foresight
+        self.forecasters = [make_forecaster(forecaster) for _ in workload.tenants]
+        for f, rate in zip(self.forecasters, self.rates[0], strict=True):
+            f.update(float(rate))
+        self.fed = 0  # intervals whose rate the forecasters have seen, beyond the seed
+
+    def forecast(self, k: int) -> np.ndarray:
+        while self.fed < k:
+            for f, rate in zip(self.forecasters, self.rates[self.fed], strict=True):
+                f.update(float(rate))
+            self.fed += 1
+        if self.foresight:
+            return self.rates[np.minimum(np.arange(k, k + self.horizon), len(self.rates) - 1)]
+        return np.stack([np.maximum(f.forecast(self.horizon), 0.0) for f in self.forecasters], axis=1)
+
+
 def serve_rates(workload: Workload) -> np.ndarray:
     """The rates a serve-mode plan must carry: each tenant's peak interval rate, shape (1, tenants)."""
     return workload.rates.max(axis=0, keepdims=True)
@@ -128,20 +155,9 @@ def run_planner(
         decision = ask(0, simulator.initial_state(), None, serve_rates(workload))
         return PlannerRun(simulator.run(decision.configuration), decisions, seconds, simulator)
 
-    horizon = max(1, planner.horizon)
-    forecasters = [make_forecaster(forecaster) for _ in workload.tenants]
-    for f, rate in zip(forecasters, rates[0], strict=True):
-        f.update(float(rate))
+    feed = ForecastFeed(workload, max(1, planner.horizon), forecaster, planner.foresight)
 
     def decide(k: int, state: TenantState, previous: Configuration | None) -> Configuration:
-        if k > 0:
-            for f, rate in zip(forecasters, rates[k - 1], strict=True):
-                f.update(float(rate))
-        if planner.foresight:
-            rows = np.minimum(np.arange(k, k + horizon), len(rates) - 1)
-            forecast = rates[rows]
-        else:
-            forecast = np.stack([np.maximum(f.forecast(horizon), 0.0) for f in forecasters], axis=1)
-        return ask(k, state, previous, forecast).configuration
+        return ask(k, state, previous, feed.forecast(k)).configuration
 
     return PlannerRun(simulator.run(decide, intervals), decisions, seconds, simulator)

@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pulp
 
-from rlmig.configuration import Configuration, GpuConfig, Owner
+from rlmig.configuration import Configuration, GpuConfig, Owner, settle
 from rlmig.errors import RlmigError
 from rlmig.geometry import GpuModel, Instance, Layout
 from rlmig.planners.base import ClusterState, Decision, Planner
@@ -152,6 +152,17 @@ class FixedChoices:
 
     layouts: Mapping[int, Layout] = field(default_factory=dict)
     owners: Mapping[tuple[int, Instance], Owner | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExpertChoices:
+    """An expert answer for interval `interval`: per GPU the layout chosen (maximal, or the fixed one)
+    and the owner of each owned instance, with the resulting decision."""
+
+    interval: int
+    layouts: tuple[Layout, ...]
+    owners: Mapping[tuple[int, Instance], Owner]
+    decision: Decision
 
 
 @dataclass
@@ -389,10 +400,14 @@ class DynamicModel:
                     e = self._var(0, dt)
                     self.problem += e <= dt * (done - done_prev)
                     self.problem += e <= dt * pulp.lpSum(v.x for v in retraining)
+                    # e = (work - samples) / rate of the job's instance, binding only in the interval
+                    # where the job completes (elsewhere e = 0 and the work may fall short).
+                    completes = done - done_prev
                     for j in {v.j for v in retraining}:
                         rate = float(sim.train_rate[t, j])
                         on_j = pulp.lpSum(v.x for v in retraining if v.j == j)
-                        self.problem += rate * e <= work - remaining + (rate * dt + remaining) * (1 - on_j)
+                        slack = (rate * dt + remaining) * (1 - on_j) + remaining * (1 - completes)
+                        self.problem += rate * e <= work - remaining + slack
                 lam = float(rates[h])
                 c_done = self._capacity_times(t, h, frac, done_prev, 1.0)
                 c_e = self._capacity_times(t, h, frac, e, dt)
@@ -428,25 +443,27 @@ class DynamicModel:
         for h in range(self.horizon):
             gpus: list[GpuConfig] = []
             for g in range(self.workload.gpu_count):
-                chosen = max(self.layout_vars[g, h].items(), key=lambda kv: _value(kv[1]))[0]
-                existing = previous_layouts.get(g, gpu.empty_layout()) if h == 0 else plans_layout(plans, g)
-                instances = [
-                    inst
-                    for inst in chosen.instances
-                    if (g, h, inst) in owner_of
-                    or inst in existing.instances
-                    or (h == 0 and g in self.fixed.layouts)
-                ]
-                layout = gpu.layout(instances)
-                owners = tuple(owner_of.get((g, h, inst)) for inst in layout.instances)
-                gpus.append(GpuConfig(layout, owners))
+                chosen = self.chosen_layout(g, h)
+                if h == 0 and g in self.fixed.layouts:
+                    gpus.append(GpuConfig(chosen, tuple(owner_of.get((g, h, i)) for i in chosen.instances)))
+                    continue
+                existing = previous_layouts.get(g, gpu.empty_layout()) if h == 0 else plans[-1].gpus[g].layout
+                owners = {i: owner_of[g, h, i] for i in chosen.instances if (g, h, i) in owner_of}
+                gpus.append(settle(chosen, owners, existing))
             plans.append(Configuration(gpu, tuple(gpus)))
         return plans
 
+    def owner_of(self) -> dict[tuple[int, int, Instance], Owner]:
+        """The owner the solution gives each owned (GPU, step, instance)."""
+        return {
+            (v.g, v.h, v.inst): Owner(self.workload.tenants[v.t].name, _ROLE_NAMES[v.r])
+            for v in self.vars
+            if _value(v.x) > 0.5
+        }
 
-def plans_layout(plans: Sequence[Configuration], g: int) -> Layout:
-    """GPU `g`'s layout in the last configuration of `plans`."""
-    return plans[-1].gpus[g].layout
+    def chosen_layout(self, g: int, h: int) -> Layout:
+        """The (maximal) layout the solution chose for GPU `g` in step `h`."""
+        return max(self.layout_vars[g, h].items(), key=lambda kv: _value(kv[1]))[0]
 
 
 class IlpPlanner(Planner):
@@ -481,28 +498,33 @@ class IlpPlanner(Planner):
 
     def expert(self, state: ClusterState, fixed: FixedChoices | None = None) -> Decision:
         """The best configuration from `state`, respecting `fixed` choices of the first interval."""
-        start = time.perf_counter()
         if state.workload.mode == "serve":
+            start = time.perf_counter()
             config, optimal, gpus = plan_serve(
                 state.simulator, state.forecast[0], time_limit=self.time_limit, gap=0.0
             )
             return Decision(config, optimal, gpus, time.perf_counter() - start)
+        return self.expert_choices(state, fixed).decision
+
+    def expert_choices(self, state: ClusterState, fixed: FixedChoices | None = None) -> ExpertChoices:
+        """`expert` in dynamic mode, with the layout chosen for each GPU (before idle instances are
+        dropped) and the owner of each of its instances: what an environment's sub-actions need."""
+        start = time.perf_counter()
         model = DynamicModel(state, self.effective_horizon(state), fixed)
         optimal = _solve(model.problem, make_solver(self.time_limit, self.gap))
         plans = model.configurations()
-        return Decision(
-            plans[0],
-            optimal,
-            _value(model.goodput_expr),
-            time.perf_counter() - start,
-            horizon_plan=tuple(plans),
+        decision = Decision(
+            plans[0], optimal, _value(model.goodput_expr), time.perf_counter() - start, tuple(plans)
         )
+        layouts = tuple(model.chosen_layout(g, 0) for g in range(state.workload.gpu_count))
+        owners = {(g, inst): owner for (g, h, inst), owner in model.owner_of().items() if h == 0}
+        return ExpertChoices(state.interval, layouts, owners, decision)
 
 
 class IlpForesightPlanner(IlpPlanner):
-    """The dynamic ILP on the true future rates (perfect foresight), by default 5 intervals ahead."""
+    """The dynamic ILP on the true future rates (perfect foresight), by default 3 intervals ahead."""
 
     name = "ilp-foresight"
 
-    def __init__(self, horizon: int = 5, time_limit: float | None = 30.0, gap: float | None = 1e-4) -> None:
+    def __init__(self, horizon: int = 3, time_limit: float | None = 30.0, gap: float | None = 1e-4) -> None:
         super().__init__(horizon=horizon, foresight=True, time_limit=time_limit, gap=gap)

@@ -1,0 +1,160 @@
+"""Scenario samplers: random workloads for training, and fixed held-out lists for evaluation.
+
+Usage::
+
+    import numpy as np
+    from rlmig.envs.scenarios import ScenarioSampler
+
+    train = ScenarioSampler(split="train")
+    workload = train(np.random.default_rng(0))      # a random tenant mix, loads, SLOs, GPU count
+    held_out = ScenarioSampler(split="eval").fixed(20, seed=0)   # the same 20 workloads every time
+
+Training and evaluation never share a seed or a stretch of real trace: a scenario's synthetic loads
+are seeded with even numbers in the training split and odd numbers in the evaluation split, and the
+Azure LLM 2023 trace is cut in two halves (the first hour's first half trains, the second evaluates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from rlmig.catalog import catalog
+from rlmig.geometry import gpu_model
+from rlmig.traces import builtin_series
+from rlmig.workload import Workload, parse_workload
+
+Split = Literal["train", "eval"]
+SHAPES = ("constant", "diurnal", "bursty", "step", "spike", "ramp", "azure")
+
+
+@dataclass(frozen=True)
+class ScenarioSampler:
+    """Draws workloads for `gpu`: 1 to `max_gpus` GPUs, 1 to `max_tenants` tenants of the catalog's
+    models, SLOs around each model's latency, loads of random shapes scaled so the cluster runs between
+    `utilisation` bounds of its full-GPU capacity, and retraining with probability `retraining`."""
+
+    split: Split = "train"
+    gpu: str = "A100-80GB"
+    min_gpus: int = 1
+    max_gpus: int = 8
+    min_tenants: int = 1
+    max_tenants: int = 8
+    interval_s: float = 60.0
+    intervals: int = 20
+    downtime_s: float = 5.0
+    retraining: float = 0.5
+    utilisation: tuple[float, float] = (0.3, 1.2)
+    models: tuple[str, ...] | None = None
+
+    def __call__(self, rng: np.random.Generator) -> Workload:
+        return parse_workload(self.spec(rng), source=f"<sampled {self.split} scenario>")
+
+    def fixed(self, count: int, seed: int = 0) -> list[Workload]:
+        """`count` workloads that are the same on every call with the same seed."""
+        rng = np.random.default_rng([seed, 1 if self.split == "eval" else 0])
+        return [self(rng) for _ in range(count)]
+
+    def spec(self, rng: np.random.Generator) -> dict[str, Any]:
+        """The workload as a mapping (what a YAML file would hold)."""
+        models = catalog(self.gpu)
+        names = sorted(self.models or models)
+        gpus = int(rng.integers(self.min_gpus, self.max_gpus + 1))
+        n_tenants = int(rng.integers(self.min_tenants, self.max_tenants + 1))
+        duration = self.interval_s * self.intervals
+        full = max(p.compute for p in gpu_model(self.gpu).base_profiles())
+        util = rng.uniform(*self.utilisation)
+        shares = rng.dirichlet(np.ones(n_tenants))
+        tenants = []
+        for i in range(n_tenants):
+            name = names[int(rng.integers(len(names)))]
+            model = models[name]
+            base = model.latency_ms(3, 8, 1)
+            slo = float(np.round(base / 0.5 * rng.uniform(0.8, 3.0), 1))
+            seg = model.best_segment(full, slo)
+            per_gpu = seg.throughput if seg else 1.0
+            mean = float(util * gpus * per_gpu * shares[i])
+            tenant: dict[str, Any] = {
+                "name": f"t{i}",
+                "model": name,
+                "slo_ms": slo,
+                "load": self._load(rng, mean, duration),
+            }
+            if rng.random() < self.retraining:
+                window = self.interval_s * int(rng.integers(4, 11))
+                train = model.train_throughput(3)
+                accuracy = float(np.round(rng.uniform(0.8, 0.95), 3))
+                tenant["retraining"] = {
+                    "window_s": window,
+                    "samples": float(np.round(train * window * rng.uniform(0.1, 0.6))),
+                    "drift": float(np.round(rng.uniform(0.02, 0.15), 3)),
+                    "accuracy": accuracy,
+                }
+            tenants.append(tenant)
+        return {
+            "gpu": self.gpu,
+            "gpus": gpus,
+            "interval_s": self.interval_s,
+            "duration_s": duration,
+            "downtime_s": self.downtime_s,
+            "tenants": tenants,
+        }
+
+    def _seed(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(0, 2**30)) * 2 + (1 if self.split == "eval" else 0)
+
+    def _load(self, rng: np.random.Generator, mean: float, duration: float) -> Any:
+        shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        if shape == "constant":
+            return round(mean, 3)
+        if shape == "azure":
+            series = builtin_series("azure-llm-2023")
+            half = series.duration_s / 2
+            service = ("code", "conv")[int(rng.integers(2))]
+            span = min(half, duration)
+            start = 0.0 if self.split == "train" else half
+            offset = start + float(rng.uniform(0, half - span))
+            first, count = round(offset / series.step_s), round(span / series.step_s)
+            level = float(series.rates[service][first : first + count].mean()) or 1.0
+            return {
+                "series": "azure-llm-2023",
+                "tenant": service,
+                "offset_s": float(first * series.step_s),
+                "span_s": float(count * series.step_s),
+                "scale": mean / level,
+            }
+        seed = self._seed(rng)
+        if shape == "diurnal":
+            return {
+                "synthetic": "diurnal",
+                "mean": mean,
+                "amplitude": float(rng.uniform(0.2, 0.8)),
+                "period_s": float(duration * rng.uniform(0.5, 2.0)),
+                "phase": float(rng.uniform(0, 2 * np.pi)),
+                "noise": 0.05,
+                "seed": seed,
+            }
+        if shape == "bursty":
+            low, high = mean * rng.uniform(0.3, 0.8), mean * rng.uniform(1.2, 2.5)
+            switch = [float(1 / rng.uniform(60, 600)), float(1 / rng.uniform(60, 300))]
+            return {
+                "synthetic": "bursty",
+                "rates": [float(low), float(high)],
+                "switch_rates": switch,
+                "seed": seed,
+            }
+        at = float(rng.uniform(0.2, 0.8) * duration)
+        if shape == "step":
+            return {
+                "synthetic": "step",
+                "before": mean,
+                "after": float(mean * rng.uniform(0.3, 2.5)),
+                "at_s": at,
+            }
+        if shape == "spike":
+            peak, width = float(mean * rng.uniform(1.5, 4.0)), float(rng.uniform(1, 4) * self.interval_s)
+            return {"synthetic": "spike", "base": mean, "peak": peak, "at_s": at, "width_s": width}
+        start, end = float(mean * rng.uniform(0.2, 1.0)), float(mean * rng.uniform(1.0, 2.5))
+        return {"synthetic": "ramp", "start": start, "end": end}

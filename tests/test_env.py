@@ -1,0 +1,158 @@
+"""The Gymnasium environment: the checker, masks that only allow valid configurations, determinism,
+the reward, and the expert reproducing the ILP planner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import rlmig.envs
+from gymnasium.utils.env_checker import check_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rlmig.envs import MigReconfigEnv
+from rlmig.envs.scenarios import ScenarioSampler
+
+from rlmig.planners import make_planner, run_planner
+from rlmig.workload import load_workload
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "eval" / "scenarios"
+SMALL = ScenarioSampler(max_gpus=3, max_tenants=4, intervals=4)
+
+
+def test_registered_and_passes_the_checker():
+    assert rlmig.envs.MigReconfigEnv is MigReconfigEnv
+    env = gym.make("rlmig/MigReconfig-v0", workload=SCENARIOS / "spike-shift.yaml")
+    check_env(env.unwrapped, skip_render_check=True)
+    assert env.action_space.n == len(env.unwrapped.spec_.layouts) + 1 == 79
+    assert env.observation_space.shape == (env.unwrapped.spec_.obs_size,)
+
+
+def rollout(env: MigReconfigEnv, rng: np.random.Generator, check: bool = True):
+    total, configs = 0.0, []
+    while True:
+        mask = env.action_masks()
+        assert mask.any()
+        action = int(rng.choice(np.flatnonzero(mask)))
+        interval = env.interval
+        obs, reward, terminated, truncated, info = env.step(action)
+        assert not info["illegal_action"] and not truncated
+        assert env.observation_space.contains(obs)
+        total += reward
+        if env.interval != interval:
+            configs.append(env.current)
+        if terminated:
+            return total, configs
+
+
+def assert_runnable(env: MigReconfigEnv, config) -> None:
+    sim = env.sim
+    retraining = []
+    for gpu_config in config.gpus:
+        assert sim.gpu.why_invalid(gpu_config.layout.instances) is None
+    for placed in config.placed():
+        if placed.owner is None:
+            continue
+        t = sim.tenant_index[placed.owner.tenant]
+        j = sim.profile_index[placed.instance.profile.id]
+        if placed.owner.role == "inference":
+            assert sim.capacity[t, j] > 0, f"{placed.owner} has no SLO-feasible segment on {placed.instance}"
+        else:
+            assert sim.train_rate[t, j] > 0 and sim.has_retraining[t]
+            retraining.append(t)
+    assert len(retraining) == len(set(retraining))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_random_masked_rollouts_only_build_valid_runnable_configurations(seed):
+    env = MigReconfigEnv(sampler=SMALL)
+    env.reset(seed=seed)
+    _, configs = rollout(env, np.random.default_rng(seed))
+    assert len(configs) == env.workload.intervals
+    for config in configs:
+        assert_runnable(env, config)
+
+
+def test_deterministic_under_a_seed():
+    def episode(seed):
+        env = MigReconfigEnv(sampler=SMALL)
+        obs, _ = env.reset(seed=seed)
+        rng = np.random.default_rng(7)
+        observations, rewards = [obs], []
+        while True:
+            action = int(rng.choice(np.flatnonzero(env.action_masks())))
+            obs, reward, terminated, _, _ = env.step(action)
+            observations.append(obs)
+            rewards.append(reward)
+            if terminated:
+                return np.array(observations), np.array(rewards)
+
+    a, b, c = episode(3), episode(3), episode(4)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert a[0].shape != c[0].shape or not np.array_equal(a[0], c[0])
+
+
+def test_return_is_the_goodput_ratio_times_the_intervals():
+    env = MigReconfigEnv(load_workload(SCENARIOS / "azure-retrain.yaml"))
+    env.reset(seed=0)
+    total, _ = rollout(env, np.random.default_rng(0))
+    arrivals = env.workload.rates.sum() * env.workload.interval_s
+    assert total / env.workload.intervals == pytest.approx(sum(env.goodputs) / arrivals)
+
+
+def test_expert_episode_reaches_the_ilp_planners_goodput():
+    workload = load_workload(SCENARIOS / "spike-shift.yaml")
+    env = MigReconfigEnv(workload)
+    env.reset(seed=0)
+    while True:
+        _, _, terminated, _, _ = env.step(env.expert_action())
+        if terminated:
+            break
+    run = run_planner(workload, make_planner("ilp"))
+    planned = [float(o.goodput.sum()) for o in run.result.intervals]
+    assert env.goodputs == pytest.approx(planned, rel=1e-9)
+
+
+def test_expert_answers_from_states_the_policy_chose():
+    env = MigReconfigEnv(load_workload(SCENARIOS / "spike-shift.yaml"))
+    env.reset(seed=0)
+    rng = np.random.default_rng(1)
+    for _ in range(40):  # DAgger: the expert labels states a (here random) policy visits
+        expert = env.expert_action()
+        assert env.action_masks()[expert]
+        env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
+
+
+def test_an_action_outside_the_mask_takes_the_default():
+    env = MigReconfigEnv(load_workload(SCENARIOS / "spike-shift.yaml"))
+    env.reset(seed=0)
+    env.step(0)  # the first layout; now in the owner phase of its first instance
+    masked = np.flatnonzero(~env.action_masks())
+    _, _, _, _, info = env.step(int(masked[-1]))
+    assert info["illegal_action"]
+
+
+def test_scenario_splits_never_share_seeds_or_trace_stretches():
+    train = [ScenarioSampler(split="train").spec(np.random.default_rng(s)) for s in range(40)]
+    held_out = [ScenarioSampler(split="eval").spec(np.random.default_rng(s)) for s in range(40)]
+
+    def loads(specs):
+        return [t["load"] for spec in specs for t in spec["tenants"] if isinstance(t["load"], dict)]
+
+    train_seeds = {ld["seed"] for ld in loads(train) if "seed" in ld}
+    eval_seeds = {ld["seed"] for ld in loads(held_out) if "seed" in ld}
+    assert train_seeds and eval_seeds and not train_seeds & eval_seeds
+    half = 3424 / 2
+    for ld in loads(train):
+        if "series" in ld:
+            assert ld["offset_s"] + ld["span_s"] <= half + 1
+    for ld in loads(held_out):
+        if "series" in ld:
+            assert ld["offset_s"] >= half - 1
+    again = ScenarioSampler(split="eval").fixed(3, seed=5)
+    assert [w.rates.tolist() for w in again] == [
+        w.rates.tolist() for w in ScenarioSampler(split="eval").fixed(3, seed=5)
+    ]
