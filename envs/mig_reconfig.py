@@ -151,8 +151,6 @@ class MigReconfigEnv(gym.Env):
         expert: IlpPlanner | None = None,
         render_mode: str | None = None,
     ) -> None:
-        if workload is None and sampler is None:
-            raise ValueError("give a workload or a scenario sampler")
         self._fixed_workload = load_workload(workload) if isinstance(workload, str | Path) else workload
         self._sampler = sampler
         model = self._fixed_workload.gpu if self._fixed_workload is not None else gpu_model(gpu)
@@ -193,6 +191,8 @@ class MigReconfigEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         workload = (options or {}).get("workload") or self._fixed_workload
+        if workload is None and self._sampler is None:
+            raise ValueError("reset needs a workload: give one, or a scenario sampler, to the environment")
         if workload is None:
             workload = self._sampler(self.np_random)
         if workload.gpu != self.spec_.gpu:
@@ -201,26 +201,63 @@ class MigReconfigEnv(gym.Env):
             )
         if workload.gpu_count > MAX_GPUS or len(workload.tenants) > MAX_TENANTS:
             raise ValueError(f"at most {MAX_GPUS} GPUs and {MAX_TENANTS} tenants")
-        self.workload = workload
-        self.sim = Simulator(workload)
-        self.n_gpus, self.n_tenants = workload.gpu_count, len(workload.tenants)
+        self._use_workload(workload, Simulator(workload))
         self.interval = 0
         self.state: TenantState = self.sim.initial_state()
         self.current: Configuration | None = None
         self.current_encoded = None
         self.feed = ForecastFeed(workload, max(self.expert_planner.horizon, FORECAST), self.forecaster)
+        self.goodputs: list[float] = []
+        self._start_interval(self.feed.forecast(0))
+        return self._observation(), self._info()
+
+    def _use_workload(self, workload: Workload, simulator: Simulator) -> None:
+        """Tables that hold for a whole run of `workload`."""
+        self.workload = workload
+        self.sim = simulator
+        self.n_gpus, self.n_tenants = workload.gpu_count, len(workload.tenants)
         self.norm = max(float(workload.rates.sum(axis=1).mean()) * workload.interval_s, 1e-9)
         full = self.sim.profile_index[self.sim.full_profile.id]
         self.scale = np.maximum(self.sim.capacity[:, full], 1e-6)
         cols = [self.sim.profile_index[p.id] for p in self.spec_.profiles]
         self.cap_by_size = self.sim.capacity[:, cols] / self.scale[:, None]
-        self.goodputs: list[float] = []
         self._mask: np.ndarray | None = None
-        self._start_interval()
-        return self._observation(), self._info()
 
-    def _start_interval(self) -> None:
-        self.forecast = self.feed.forecast(self.interval)
+    def begin(self, cluster: ClusterState) -> np.ndarray:
+        """Start deciding the interval a planner sees in `cluster` (no episode, no simulation): the RL
+        planner's entry point. Take sub-actions with `choose` until `decided_configuration` is ready."""
+        if self.workload is not cluster.workload or self.sim is not cluster.simulator:
+            if cluster.workload.gpu != self.spec_.gpu:
+                raise ValueError(f"the policy is for {self.spec_.gpu.name}, not {cluster.workload.gpu.name}")
+            if cluster.workload.gpu_count > MAX_GPUS or len(cluster.workload.tenants) > MAX_TENANTS:
+                raise ValueError(f"the policy handles at most {MAX_GPUS} GPUs and {MAX_TENANTS} tenants")
+            self._use_workload(cluster.workload, cluster.simulator)
+        self.interval = cluster.interval
+        self.state = cluster.tenants
+        self.current = cluster.current
+        self.current_encoded = self.sim.encode(cluster.current) if cluster.current is not None else None
+        forecast = np.asarray(cluster.forecast, dtype=float)
+        if len(forecast) < FORECAST:
+            forecast = np.vstack([forecast, np.repeat(forecast[-1:], FORECAST - len(forecast), 0)])
+        self._mask = None
+        self._start_interval(forecast)
+        return self._observation()
+
+    def choose(self, action: int) -> bool:
+        """Take one sub-action of the interval being decided; True when its configuration is complete."""
+        mask = self.action_masks()
+        self._mask = None
+        if not mask[action]:
+            raise ValueError(f"action {action} is masked")
+        self._apply(action)
+        return self.gpu_cursor == self.n_gpus
+
+    def decided_configuration(self) -> Configuration:
+        """The configuration the sub-actions so far decided (every GPU must be decided)."""
+        return Configuration(self.spec_.gpu, tuple(self.decided))
+
+    def _start_interval(self, forecast: np.ndarray) -> None:
+        self.forecast = forecast
         self.gpu_cursor = 0
         self.phase = LAYOUT
         self.decided: list[GpuConfig] = []
@@ -252,7 +289,14 @@ class MigReconfigEnv(gym.Env):
         illegal = not mask[action]
         if illegal:  # outside the mask: the default, keep (else the first layout) or idle
             action = self.spec_.keep_action if self.phase == LAYOUT and mask[self.spec_.keep_action] else 0
-        reward = 0.0
+        self._apply(action)
+        reward = self._simulate() if self.gpu_cursor == self.n_gpus else 0.0
+        info = {**self._info(), "illegal_action": illegal}
+        if self.interval >= self.workload.intervals:
+            return np.zeros(self.spec_.obs_size, np.float32), reward, True, False, info
+        return self._observation(), reward, False, False, info
+
+    def _apply(self, action: int) -> None:
         g = self.gpu_cursor
         if self.phase == LAYOUT:
             if action == self.spec_.keep_action:
@@ -266,21 +310,15 @@ class MigReconfigEnv(gym.Env):
                 self.owners = {}
                 self.instance_cursor = 0
                 self.phase = OWNER
-        else:
-            inst = self.layout.instances[self.instance_cursor]
-            owner = self._owner_of_action(action)
-            self._account(inst, owner)
-            if owner is not None:
-                self.owners[inst] = owner
-            self.instance_cursor += 1
-            if self.instance_cursor == len(self.layout.instances):
-                self._finish_gpu(settle(self.layout, self.owners, self._current_gpu(g).layout))
-        if self.gpu_cursor == self.n_gpus:
-            reward = self._simulate()
-        info = {**self._info(), "illegal_action": illegal}
-        if self.interval >= self.workload.intervals:
-            return np.zeros(self.spec_.obs_size, np.float32), reward, True, False, info
-        return self._observation(), reward, False, False, info
+            return
+        inst = self.layout.instances[self.instance_cursor]
+        owner = self._owner_of_action(action)
+        self._account(inst, owner)
+        if owner is not None:
+            self.owners[inst] = owner
+        self.instance_cursor += 1
+        if self.instance_cursor == len(self.layout.instances):
+            self._finish_gpu(settle(self.layout, self.owners, self._current_gpu(g).layout))
 
     def _owner_of_action(self, action: int) -> Owner | None:
         if action == 0:
@@ -306,7 +344,7 @@ class MigReconfigEnv(gym.Env):
         self.layout = None
 
     def _simulate(self) -> float:
-        config = Configuration(self.spec_.gpu, tuple(self.decided))
+        config = self.decided_configuration()
         encoded = self.sim.encode(config, cache=False)
         outcome, self.state = self.sim.step(
             self.interval, self.state, encoded, self.current_encoded, self.workload.rates[self.interval]
@@ -316,7 +354,7 @@ class MigReconfigEnv(gym.Env):
         self.last_outcome = outcome
         self.interval += 1
         if self.interval < self.workload.intervals:
-            self._start_interval()
+            self._start_interval(self.feed.forecast(self.interval))
         return float(outcome.goodput.sum()) / self.norm
 
     # -- masks -----------------------------------------------------------------------------------

@@ -363,6 +363,20 @@ def simulate(
     console.print(per_tenant)
 
 
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Run folder (default runs/NAME).")
+@click.option("--export", type=click.Path(file_okay=False), default=None, help="Checkpoint folder to write.")
+def train(config: str, out: str | None, export: str | None) -> None:
+    """Train a policy from CONFIG (agents/configs/*.yaml); rerunning resumes after the last phase."""
+    try:
+        from rlmig.agents.train import train as run_training
+    except ImportError as exc:
+        raise RlmigError(f"training needs the train extra (pip install 'rlmig[train]'): {exc}") from None
+    folder = run_training(config, out, export)
+    click.echo(f"checkpoint: {folder}")
+
+
 cli.add_command(profiles)
 
 

@@ -14,7 +14,15 @@ from rlmig.planners.baselines import BASELINES
 from rlmig.planners.ilp import IlpForesightPlanner, IlpPlanner
 from rlmig.planners.static import StaticPlanner
 
+
+def _rl(**options: Any) -> Planner:
+    from rlmig.planners.rl import RlPlanner  # imports the environment; loaded on first use
+
+    return RlPlanner(**options)
+
+
 PLANNERS: dict[str, Callable[..., Planner]] = {
+    "rl": _rl,
     "static": StaticPlanner,
     "ilp": IlpPlanner,
     "ilp-foresight": IlpForesightPlanner,

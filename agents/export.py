@@ -1,0 +1,46 @@
+"""Export a trained MaskablePPO policy to a checkpoint folder (`rlmig.policy`'s numpy form + card)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rlmig.envs.mig_reconfig import OBS_VERSION, EnvSpec
+
+from rlmig.planners.rl import layout_actions
+from rlmig.policy import NumpyPolicy, save_policy
+
+_ACTIVATIONS = {torch.nn.Tanh: "tanh", torch.nn.ReLU: "relu"}
+
+
+def numpy_policy(policy: torch.nn.Module) -> NumpyPolicy:
+    """The actor of a MaskableActorCriticPolicy (flatten features, MLP, action logits) as numpy."""
+    layers = [m for m in policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)]
+    activations = {type(m) for m in policy.mlp_extractor.policy_net if not isinstance(m, torch.nn.Linear)}
+    if len(activations) > 1 or (activations and next(iter(activations)) not in _ACTIVATIONS):
+        raise ValueError(f"cannot export activations {activations}")
+    name = _ACTIVATIONS[next(iter(activations))] if activations else "tanh"
+    linear = [*layers, policy.action_net]
+    with torch.no_grad():
+        weights = tuple(np.asarray(m.weight.detach().cpu().numpy(), np.float32) for m in linear)
+        biases = tuple(np.asarray(m.bias.detach().cpu().numpy(), np.float32) for m in linear)
+    return NumpyPolicy(weights, biases, name)
+
+
+def export_checkpoint(
+    policy: torch.nn.Module, spec: EnvSpec, folder: str | Path, card: dict[str, Any]
+) -> Path:
+    """Write the checkpoint: numpy weights and a card with what the policy is for and how it was made."""
+    full_card = {
+        "gpu_model": spec.gpu.name,
+        "max_gpus": spec.max_gpus,
+        "max_tenants": spec.max_tenants,
+        "observation_version": OBS_VERSION,
+        "obs_size": spec.obs_size,
+        "n_actions": spec.n_actions,
+        **card,
+        "layouts": layout_actions(spec),
+    }
+    return save_policy(folder, numpy_policy(policy), full_card)

@@ -1,0 +1,153 @@
+"""Learning from the ILP oracle: demonstrations, behaviour cloning, DAgger.
+
+Behaviour cloning trains the MaskablePPO policy itself, in plain torch: it maximises the log-probability
+of the oracle's sub-action under the action mask (the policy's own masked distribution), and regresses
+the value head on the discounted return, so that PPO fine-tuning starts from both. DAgger (Ross, Gordon
+& Bagnell, AISTATS 2011) then rolls out a mixture of expert and policy (the expert's action with
+probability beta) and labels every visited state with the oracle's action from that state
+(`MigReconfigEnv.expert_action`, which re-solves the ILP with the choices already made fixed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rlmig.envs.mig_reconfig import MigReconfigEnv
+
+Act = Callable[[np.ndarray, np.ndarray], int]
+
+
+@dataclass
+class Demonstrations:
+    """Labelled states: observations, masks, the expert's actions, and discounted returns."""
+
+    obs: np.ndarray
+    masks: np.ndarray
+    actions: np.ndarray
+    returns: np.ndarray
+
+    @classmethod
+    def empty(cls, obs_size: int, n_actions: int) -> Demonstrations:
+        return cls(
+            np.zeros((0, obs_size), np.float32),
+            np.zeros((0, n_actions), bool),
+            np.zeros(0, np.int64),
+            np.zeros(0),
+        )
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def extend(self, other: Demonstrations) -> Demonstrations:
+        return Demonstrations(
+            np.concatenate([self.obs, other.obs]),
+            np.concatenate([self.masks, other.masks]),
+            np.concatenate([self.actions, other.actions]),
+            np.concatenate([self.returns, other.returns]),
+        )
+
+    def save(self, path: str | Path) -> None:
+        np.savez_compressed(path, obs=self.obs, masks=self.masks, actions=self.actions, returns=self.returns)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Demonstrations:
+        with np.load(path, allow_pickle=False) as data:
+            return cls(data["obs"], data["masks"], data["actions"], data["returns"])
+
+
+def rollout(
+    env: MigReconfigEnv,
+    seed: int,
+    act: Act | None = None,
+    beta: float = 1.0,
+    gamma: float = 0.999,
+    label_fraction: float = 1.0,
+    rng: np.random.Generator | None = None,
+) -> tuple[Demonstrations, float]:
+    """One episode; the expert acts with probability `beta`, `act` (the policy) otherwise. Every state
+    where the expert acts is labelled, and a `label_fraction` of the others (each label is an ILP solve
+    once the policy has left the expert's plan). Returns the demonstrations and the episode's return."""
+    rng = rng or np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    observations, masks, actions, steps, rewards = [], [], [], [], []
+    while True:
+        mask = env.action_masks().copy()
+        expert_acts = act is None or rng.random() < beta
+        if expert_acts or rng.random() < label_fraction:
+            label = env.expert_action()
+            observations.append(obs)
+            masks.append(mask)
+            actions.append(label)
+            steps.append(len(rewards))
+        action = label if expert_acts else act(obs, mask)
+        obs, reward, terminated, _, _ = env.step(action)
+        rewards.append(reward)
+        if terminated:
+            break
+    to_go = np.zeros(len(rewards))
+    running = 0.0
+    for i in range(len(rewards) - 1, -1, -1):
+        running = rewards[i] + gamma * running
+        to_go[i] = running
+    demos = Demonstrations(
+        np.array(observations, np.float32).reshape(len(actions), -1),
+        np.array(masks, bool).reshape(len(actions), -1),
+        np.array(actions, np.int64),
+        to_go[steps],
+    )
+    return demos, float(sum(rewards))
+
+
+def behaviour_cloning(
+    policy: torch.nn.Module,
+    demos: Demonstrations,
+    *,
+    epochs: int,
+    batch_size: int = 256,
+    learning_rate: float = 3e-4,
+    value_coef: float = 0.5,
+    seed: int = 0,
+    log: Callable[[str, float, int], None] | None = None,
+    step: int = 0,
+) -> dict[str, float]:
+    """Fit a MaskablePPO policy to the demonstrations: masked log-likelihood of the expert's action
+    plus `value_coef` times the squared error of the value head on the returns."""
+    device = next(policy.parameters()).device
+    obs = torch.as_tensor(demos.obs, device=device)
+    masks = torch.as_tensor(demos.masks, device=device)
+    actions = torch.as_tensor(demos.actions, device=device)
+    returns = torch.as_tensor(demos.returns, dtype=torch.float32, device=device)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    policy.set_training_mode(True)
+    stats = {"loss": 0.0, "accuracy": 0.0}
+    for epoch in range(epochs):
+        order = torch.randperm(len(actions), generator=generator)
+        total, correct, seen = 0.0, 0, 0
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            values, log_prob, _ = policy.evaluate_actions(
+                obs[batch], actions[batch], action_masks=masks[batch]
+            )
+            loss = -log_prob.mean() + value_coef * torch.nn.functional.mse_loss(
+                values.flatten(), returns[batch]
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+            optimizer.step()
+            with torch.no_grad():
+                dist = policy.get_distribution(obs[batch], action_masks=masks[batch].cpu().numpy())
+                correct += int((dist.mode() == actions[batch]).sum())
+            total += float(loss.detach()) * len(batch)
+            seen += len(batch)
+        stats = {"loss": total / seen, "accuracy": correct / seen}
+        if log is not None:
+            log("imitation/loss", stats["loss"], step + epoch)
+            log("imitation/accuracy", stats["accuracy"], step + epoch)
+    policy.set_training_mode(False)
+    return stats

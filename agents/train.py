@@ -1,0 +1,308 @@
+"""Train a MIG reconfiguration policy: imitate the ILP oracle, then fine-tune with MaskablePPO.
+
+    rlmig train agents/configs/a100-80gb.yaml [--out runs/a100-80gb] [--export checkpoints/a100-80gb]
+
+Reads top to bottom, in the manner of a CleanRL script:
+
+1. seed everything; build training environments over the scenario sampler (training split);
+2. behaviour cloning on expert episodes (the myopic ILP labels every sub-action);
+3. DAgger rounds: roll out a mixture of expert and policy, the expert labels every visited state,
+   clone again on everything gathered so far;
+4. MaskablePPO fine-tuning from the imitated weights, on vectorised environments;
+5. evaluate against the ILP on held-out scenarios (evaluation split, never seen in training) and
+   export the numpy checkpoint with its card.
+
+The run folder keeps every phase's output (demonstrations, imitated weights, PPO checkpoints,
+TensorBoard logs under tb/); a rerun of the same command resumes after the last finished phase.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from rich.console import Console
+from rich.progress import Progress
+from rlmig.agents.export import export_checkpoint, numpy_policy
+from rlmig.agents.imitation import Demonstrations, behaviour_cloning, rollout
+from rlmig.envs.mig_reconfig import MigReconfigEnv
+from rlmig.envs.scenarios import ScenarioSampler
+from sb3_contrib import MaskablePPO
+from sb3_contrib.common.wrappers import ActionMasker
+from stable_baselines3.common.callbacks import CheckpointCallback
+from stable_baselines3.common.vec_env import DummyVecEnv
+from torch.utils.tensorboard import SummaryWriter
+
+from rlmig.errors import ConfigError
+from rlmig.planners import make_planner, run_planner
+from rlmig.planners.rl import RlPlanner
+from rlmig.workload import Workload, load_workload
+
+
+@dataclass
+class ImitationConfig:
+    episodes: int = 40
+    dagger_rounds: int = 2
+    dagger_episodes: int = 10
+    dagger_label_fraction: float = 0.3
+    beta: list[float] = field(default_factory=lambda: [0.5, 0.0])
+    epochs: int = 20
+    batch_size: int = 256
+    learning_rate: float = 3e-4
+
+
+@dataclass
+class PpoConfig:
+    timesteps: int = 100_000
+    n_envs: int = 2
+    n_steps: int = 512
+    batch_size: int = 256
+    n_epochs: int = 4
+    learning_rate: float = 1e-4
+    ent_coef: float = 0.0
+    clip_range: float = 0.1
+    gamma: float = 0.999
+    gae_lambda: float = 0.95
+    checkpoint_every: int = 20_000
+
+
+@dataclass
+class EvaluationConfig:
+    episodes: int = 5
+    scenarios: list[str] = field(default_factory=list)
+    baselines: list[str] = field(default_factory=lambda: ["ilp"])
+
+
+@dataclass
+class TrainConfig:
+    name: str
+    seed: int = 0
+    gpu: str = "A100-80GB"
+    scenarios: dict[str, Any] = field(default_factory=dict)  # ScenarioSampler parameters
+    net_arch: list[int] = field(default_factory=lambda: [256, 256])
+    imitation: ImitationConfig = field(default_factory=ImitationConfig)
+    ppo: PpoConfig = field(default_factory=PpoConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    export: str | None = None
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a training config; unknown or mistyped fields get a one-line error naming them."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the training config ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a training config is a mapping")
+    sections = {"imitation": ImitationConfig, "ppo": PpoConfig, "evaluation": EvaluationConfig}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    values: dict[str, Any] = {"name": path.stem}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{path}: {key}: unknown field (known: {', '.join(sorted(known))})")
+        if key in sections:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: {key}: must be a mapping")
+            fields = {f.name for f in dataclasses.fields(sections[key])}
+            for sub in value:
+                if sub not in fields:
+                    raise ConfigError(
+                        f"{path}: {key}.{sub}: unknown field (known: {', '.join(sorted(fields))})"
+                    )
+            value = sections[key](**value)
+        values[key] = value
+    try:
+        ScenarioSampler(**values.get("scenarios", {}))
+    except TypeError as exc:
+        raise ConfigError(f"{path}: scenarios: {exc}") from None
+    return TrainConfig(**values)
+
+
+def masked(env: MigReconfigEnv) -> ActionMasker:
+    return ActionMasker(env, lambda e: e.action_masks())
+
+
+def train(config_path: str | Path, out: str | Path | None = None, export: str | Path | None = None) -> Path:
+    """Run (or resume) the training described by `config_path`; returns the checkpoint folder."""
+    cfg = load_config(config_path)
+    run = Path(out or Path("runs") / cfg.name)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    progress_file = run / "progress.json"
+    done = json.loads(progress_file.read_text()) if progress_file.exists() else {}
+    console = Console(stderr=True)
+    writer = SummaryWriter(str(run / "tb" / "imitation"))
+
+    def mark(phase: str, **info: Any) -> None:
+        done[phase] = {"finished": time.time(), **info}
+        progress_file.write_text(json.dumps(done, indent=2))
+
+    # 1. Seeds and environments. -----------------------------------------------------------------
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    sampler = ScenarioSampler(split="train", gpu=cfg.gpu, **cfg.scenarios)
+    demo_env = MigReconfigEnv(sampler=sampler)
+    vec_env = DummyVecEnv([lambda: masked(MigReconfigEnv(sampler=sampler)) for _ in range(cfg.ppo.n_envs)])
+    vec_env.seed(cfg.seed)
+    policy_kwargs = {"net_arch": {"pi": cfg.net_arch, "vf": cfg.net_arch}, "activation_fn": torch.nn.Tanh}
+    ppo = cfg.ppo
+    model = MaskablePPO(
+        "MlpPolicy",
+        vec_env,
+        learning_rate=ppo.learning_rate,
+        n_steps=ppo.n_steps,
+        batch_size=ppo.batch_size,
+        n_epochs=ppo.n_epochs,
+        gamma=ppo.gamma,
+        gae_lambda=ppo.gae_lambda,
+        clip_range=ppo.clip_range,
+        ent_coef=ppo.ent_coef,
+        policy_kwargs=policy_kwargs,
+        tensorboard_log=str(run / "tb"),
+        seed=cfg.seed,
+        device="cpu",
+        verbose=0,
+    )
+    imitated = run / "imitated.zip"
+
+    def act(obs: np.ndarray, mask: np.ndarray) -> int:
+        action, _ = model.predict(obs, action_masks=mask, deterministic=True)
+        return int(action)
+
+    # 2. Behaviour cloning on expert episodes. ------------------------------------------------------
+    im = cfg.imitation
+    demos_path = run / "demonstrations.npz"
+    if "dagger" not in done:
+        if "demonstrations" in done:
+            demos = Demonstrations.load(demos_path)
+        else:
+            demos = Demonstrations.empty(demo_env.spec_.obs_size, demo_env.spec_.n_actions)
+            with Progress(console=console) as bar:
+                task = bar.add_task("expert episodes", total=im.episodes)
+                for episode in range(im.episodes):
+                    episode_demos, _ = rollout(demo_env, cfg.seed * 100_003 + episode, gamma=ppo.gamma)
+                    demos = demos.extend(episode_demos)
+                    bar.advance(task)
+            demos.save(demos_path)
+            mark("demonstrations", states=len(demos))
+        stats = behaviour_cloning(
+            model.policy,
+            demos,
+            epochs=im.epochs,
+            batch_size=im.batch_size,
+            learning_rate=im.learning_rate,
+            seed=cfg.seed,
+            log=writer.add_scalar,
+        )
+        console.print(f"behaviour cloning on {len(demos)} states: {stats}")
+
+        # 3. DAgger: the expert labels the states the policy visits. -----------------------------
+        for round_ in range(im.dagger_rounds):
+            beta = im.beta[min(round_, len(im.beta) - 1)] if im.beta else 0.0
+            returns = []
+            with Progress(console=console) as bar:
+                task = bar.add_task(f"DAgger round {round_ + 1} (beta {beta})", total=im.dagger_episodes)
+                for episode in range(im.dagger_episodes):
+                    seed = cfg.seed * 100_003 + 50_000 + round_ * 1000 + episode
+                    new, ret = rollout(
+                        demo_env,
+                        seed,
+                        act=act,
+                        beta=beta,
+                        gamma=ppo.gamma,
+                        label_fraction=im.dagger_label_fraction,
+                    )
+                    demos = demos.extend(new)
+                    returns.append(ret)
+                    bar.advance(task)
+            demos.save(demos_path)
+            stats = behaviour_cloning(
+                model.policy,
+                demos,
+                epochs=im.epochs,
+                batch_size=im.batch_size,
+                learning_rate=im.learning_rate,
+                seed=cfg.seed + round_ + 1,
+                log=writer.add_scalar,
+                step=(round_ + 1) * im.epochs,
+            )
+            writer.add_scalar("dagger/episode_return", float(np.mean(returns)), round_)
+            console.print(
+                f"DAgger round {round_ + 1}: {len(demos)} states, return {np.mean(returns):.3f}, {stats}"
+            )
+        model.save(imitated)
+        mark("dagger", states=len(demos), **stats)
+
+    # 4. MaskablePPO fine-tuning from the imitated weights. -----------------------------------------
+    final = run / "ppo_final.zip"
+    if "ppo" not in done and ppo.timesteps > 0:
+        saved = sorted((run / "ppo").glob("ppo_*_steps.zip"), key=lambda p: int(p.stem.split("_")[1]))
+        start = saved[-1] if saved else imitated
+        model = MaskablePPO.load(start, env=vec_env, device="cpu", tensorboard_log=str(run / "tb"))
+        remaining = ppo.timesteps - (model.num_timesteps if saved else 0)
+        if remaining > 0:
+            callback = CheckpointCallback(max(ppo.checkpoint_every // ppo.n_envs, 1), str(run / "ppo"), "ppo")
+            model.learn(remaining, callback=callback, reset_num_timesteps=not saved, progress_bar=True)
+        model.save(final)
+        mark("ppo", timesteps=int(model.num_timesteps))
+    else:
+        model = MaskablePPO.load(final if final.exists() else imitated, device="cpu")
+
+    # 5. Evaluate on held-out scenarios; export the checkpoint. -------------------------------------
+    policy = numpy_policy(model.policy)
+    held_out = ScenarioSampler(split="eval", gpu=cfg.gpu, **cfg.scenarios).fixed(
+        cfg.evaluation.episodes, cfg.seed
+    )
+    named = [load_workload(p) for p in cfg.evaluation.scenarios]
+    evaluation = evaluate(policy, cfg.gpu, held_out + named, cfg.evaluation.baselines, console)
+    card = {
+        "name": cfg.name,
+        "trained": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "training_config": dataclasses.asdict(cfg),
+        "training_runtime_s": {k: v.get("finished") for k, v in done.items()},
+        "evaluation": evaluation,
+    }
+    folder = Path(export or cfg.export or run / "checkpoint")
+    export_checkpoint(model.policy, MigReconfigEnv(gpu=cfg.gpu).spec_, folder, card)
+    console.print(f"checkpoint written to {folder}")
+    writer.close()
+    return folder
+
+
+def evaluate(
+    policy: Any, gpu: str, workloads: list[Workload], baselines: list[str], console: Console
+) -> dict[str, Any]:
+    """Goodput ratio of the policy (guarded and unguarded) and the baselines on each workload."""
+    rows = []
+    for workload in workloads:
+        row: dict[str, Any] = {
+            "scenario": workload.name,
+            "gpus": workload.gpu_count,
+            "tenants": len(workload.tenants),
+        }
+        for label, planner in (
+            ("rl", RlPlanner(policy=policy, gpu=gpu)),
+            ("rl-unguarded", RlPlanner(policy=policy, gpu=gpu, guard=False)),
+            *((name, make_planner(name)) for name in baselines),
+        ):
+            result = run_planner(workload, planner)
+            row[label] = round(result.result.metrics.goodput_ratio, 4)
+            row[f"{label}_decision_ms_p99"] = round(result.decision_ms_p99, 2)
+        rows.append(row)
+        console.print(row)
+    summary = {
+        label: float(np.mean([r[label] for r in rows])) for label in ("rl", "rl-unguarded", *baselines)
+    }
+    return {"per_scenario": rows, "mean_goodput_ratio": summary}

@@ -1,0 +1,103 @@
+"""Trained policies in their node-side form: numpy weights and a JSON card, no torch, no pickle.
+
+A checkpoint is a folder with two files::
+
+    policy.npz   the actor's weights, loaded with numpy.load(allow_pickle=False)
+    card.json    what the policy is for and how it was made (see `CARD_FORMAT`)
+
+Usage::
+
+    from rlmig.policy import load_policy
+    policy, card = load_policy("checkpoints/a100-80gb")
+    action = policy.act(observation, action_mask)        # the masked argmax, as the torch policy's
+
+`rlmig.agents.export` writes checkpoints from a trained MaskablePPO model; `rlmig.planners.rl` runs them
+behind the planner interface. Loading checks the card against this installation (GPU model, the layout
+choices its actions stand for, the observation layout version) and fails with one line otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlmig.errors import RlmigError
+
+CARD_FORMAT = "rlmig-policy/1"
+ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
+
+
+@dataclass(frozen=True)
+class NumpyPolicy:
+    """An MLP actor: hidden layers with an activation, then a linear layer of action logits."""
+
+    weights: tuple[np.ndarray, ...]  # W0, W1, ..., Wout (each out x in)
+    biases: tuple[np.ndarray, ...]
+    activation: str = "tanh"
+
+    def logits(self, obs: np.ndarray) -> np.ndarray:
+        """Action logits for one observation (or a batch, last axis the features)."""
+        x = np.asarray(obs, dtype=np.float32)
+        act = ACTIVATIONS[self.activation]
+        for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
+            x = act(x @ w.T + b)
+        return x @ self.weights[-1].T + self.biases[-1]
+
+    def act(self, obs: np.ndarray, mask: np.ndarray) -> int:
+        """The most likely legal action (the deterministic policy)."""
+        logits = self.logits(obs)
+        return int(np.argmax(np.where(mask, logits, -np.inf)))
+
+
+def save_policy(folder: str | Path, policy: NumpyPolicy, card: dict[str, Any]) -> Path:
+    """Write `policy.npz` and `card.json` into `folder` (created if needed)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {f"w{i}": w for i, w in enumerate(policy.weights)} | {
+        f"b{i}": b for i, b in enumerate(policy.biases)
+    }
+    np.savez(folder / "policy.npz", **arrays)
+    full_card = {
+        "format": CARD_FORMAT,
+        "activation": policy.activation,
+        "layers": len(policy.weights),
+        **card,
+    }
+    (folder / "card.json").write_text(json.dumps(full_card, indent=2, sort_keys=False) + "\n")
+    return folder
+
+
+def load_policy(folder: str | Path) -> tuple[NumpyPolicy, dict[str, Any]]:
+    """Read a checkpoint folder; never unpickles. Raises `RlmigError` with one line when it is not one
+    this installation can run."""
+    folder = Path(folder)
+    card_path, weights_path = folder / "card.json", folder / "policy.npz"
+    try:
+        card = json.loads(card_path.read_text())
+    except OSError as exc:
+        raise RlmigError(f"{card_path}: cannot read the checkpoint card ({exc.strerror or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise RlmigError(f"{card_path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+        raise RlmigError(f"{card_path}: not an {CARD_FORMAT} card")
+    activation = card.get("activation")
+    if activation not in ACTIVATIONS:
+        raise RlmigError(f"{card_path}: unknown activation {activation!r}")
+    layers = card.get("layers")
+    try:
+        with np.load(weights_path, allow_pickle=False) as data:
+            weights = tuple(np.asarray(data[f"w{i}"], np.float32) for i in range(layers))
+            biases = tuple(np.asarray(data[f"b{i}"], np.float32) for i in range(layers))
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise RlmigError(f"{weights_path}: cannot read the weights ({type(exc).__name__}: {exc})") from None
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        if w.ndim != 2 or b.shape != (w.shape[0],) or (i and w.shape[1] != weights[i - 1].shape[0]):
+            raise RlmigError(f"{weights_path}: layer {i} has inconsistent shapes {w.shape} and {b.shape}")
+    policy = NumpyPolicy(weights, biases, activation)
+    if weights[0].shape[1] != card.get("obs_size") or weights[-1].shape[0] != card.get("n_actions"):
+        raise RlmigError(f"{weights_path}: the weights do not match the card's observation and action sizes")
+    return policy, card

@@ -1,0 +1,130 @@
+"""Agents: the tiny training runs end to end, the numpy export acts as the torch policy, checkpoints
+load without unpickling, the RL planner and its guard."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("sb3_contrib")
+
+from rlmig.agents.export import numpy_policy
+from rlmig.agents.train import load_config, train
+from rlmig.envs import MigReconfigEnv
+from sb3_contrib import MaskablePPO
+
+from rlmig.errors import ConfigError, RlmigError
+from rlmig.planners import run_planner
+from rlmig.planners.rl import RlPlanner, load_checkpoint
+from rlmig.policy import NumpyPolicy, load_policy
+from rlmig.workload import load_workload
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "agents" / "configs" / "tiny.yaml"
+SCENARIO = ROOT / "eval" / "scenarios" / "spike-shift.yaml"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    folder = train(TINY, run, run / "checkpoint")
+    return run, folder
+
+
+def test_tiny_training_writes_a_checkpoint_and_resumes(trained):
+    run, folder = trained
+    policy, card = load_checkpoint(folder)
+    assert card["gpu_model"] == "A100-80GB" and card["max_gpus"] == 8 and card["max_tenants"] == 8
+    assert card["training_config"]["name"] == "tiny" and "mean_goodput_ratio" in card["evaluation"]
+    progress = json.loads((run / "progress.json").read_text())
+    assert {"demonstrations", "dagger", "ppo"} <= set(progress)
+    assert (run / "tb").is_dir() and any((run / "tb").rglob("events.out.tfevents.*"))
+    again = train(TINY, run, run / "again")  # every phase done: resumes straight to the export
+    assert json.loads((run / "progress.json").read_text())["ppo"] == progress["ppo"]
+    assert np.array_equal(load_policy(again)[0].weights[0], policy.weights[0])
+
+
+def test_numpy_policy_acts_as_the_torch_policy(trained):
+    run, _ = trained
+    model = MaskablePPO.load(run / "ppo_final.zip", device="cpu")
+    policy = numpy_policy(model.policy)
+    env = MigReconfigEnv(load_workload(SCENARIO))
+    obs, _ = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for step in range(300):
+        mask = env.action_masks()
+        torch_action, _ = model.predict(obs, action_masks=mask, deterministic=True)
+        assert policy.act(obs, mask) == int(torch_action)
+        obs, _, terminated, _, _ = env.step(int(rng.choice(np.flatnonzero(mask))))
+        if terminated:
+            obs, _ = env.reset(seed=step)
+    random_obs = rng.uniform(0, 3, (50, env.spec_.obs_size)).astype(np.float32)
+    for row in random_obs:
+        mask = rng.random(env.spec_.n_actions) < 0.3
+        mask[0] = True
+        torch_action, _ = model.predict(row, action_masks=mask, deterministic=True)
+        assert policy.act(row, mask) == int(torch_action)
+
+
+def test_loading_never_unpickles_and_checks_the_card(trained, tmp_path):
+    _, folder = trained
+    bad = tmp_path / "pickled"
+    shutil.copytree(folder, bad)
+    np.save(bad / "w0.npy", np.array([object()], dtype=object), allow_pickle=True)
+    with np.load(folder / "policy.npz") as data:
+        arrays = dict(data)
+    arrays["w0"] = np.array([{"evil": 1}], dtype=object)
+    np.savez(bad / "policy.npz", **arrays)
+    with pytest.raises(RlmigError, match="cannot read the weights"):
+        load_policy(bad)
+
+    card = json.loads((folder / "card.json").read_text())
+    for change, message in [
+        ({"format": "other"}, "not an rlmig-policy/1 card"),
+        ({"observation_version": 99}, "observation version 99"),
+        ({"layouts": card["layouts"][:-1]}, "layout actions do not match"),
+        ({"activation": "gelu"}, "unknown activation"),
+    ]:
+        target = tmp_path / f"card-{len(change)}-{next(iter(change))}"
+        shutil.copytree(folder, target)
+        (target / "card.json").write_text(json.dumps({**card, **change}))
+        with pytest.raises(RlmigError, match=message):
+            load_checkpoint(target)
+    with pytest.raises(RlmigError, match="cannot read the checkpoint card"):
+        load_checkpoint(tmp_path / "nowhere")
+
+
+def test_rl_planner_runs_and_its_guard_overrules_a_bad_proposal(trained):
+    _, folder = trained
+    workload = load_workload(SCENARIO)
+    run = run_planner(workload, RlPlanner(folder), forecaster="last")
+    assert run.result.metrics.goodput_ratio > 0
+    # A policy that always picks the first layout and leaves every instance idle proposes nothing useful.
+    env = MigReconfigEnv(gpu="A100-80GB")
+    size, actions = env.spec_.obs_size, env.spec_.n_actions
+    bias = np.full(actions, -1.0, np.float32)
+    bias[0] = 1.0
+    idle = NumpyPolicy((np.zeros((actions, size), np.float32),), (bias,))
+    unguarded = run_planner(workload, RlPlanner(policy=idle, guard=False), forecaster="last")
+    guarded = run_planner(workload, RlPlanner(policy=idle, guard=True), forecaster="last")
+    assert unguarded.result.metrics.goodput_ratio == 0.0
+    assert guarded.result.metrics.goodput_ratio > 0.5
+
+
+def test_config_errors_name_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("imitation: {episodes: 2, epoch: 3}\n")
+    with pytest.raises(ConfigError, match=r"imitation\.epoch: unknown field"):
+        load_config(bad)
+    bad.write_text("colour: red\n")
+    with pytest.raises(ConfigError, match="colour: unknown field"):
+        load_config(bad)
+    bad.write_text("scenarios: {max_gpu: 2}\n")
+    with pytest.raises(ConfigError, match="scenarios: "):
+        load_config(bad)
+    assert load_config(TINY).ppo.timesteps == 256
