@@ -175,7 +175,7 @@ def _planner_options(function: FC) -> FC:
         "planner_name",
         default="static",
         show_default=True,
-        help="Planner: ilp, ilp-foresight, parva, greedy, static-best, ekya, as-is, static.",
+        help="Planner: ilp, ilp-foresight, parva, greedy, static-best, ekya, as-is, static, rl.",
     )(function)
     function = click.option(
         "--time-limit", type=float, default=None, help="ILP: solver time limit per decision, seconds."
@@ -183,20 +183,24 @@ def _planner_options(function: FC) -> FC:
     function = click.option("--horizon", type=int, default=None, help="ILP: intervals planned ahead.")(
         function
     )
+    function = click.option(
+        "--checkpoint",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="rl: the policy checkpoint folder.",
+    )(function)
     return click.option(
         "--forecaster", default="auto", show_default=True, help="Forecaster of the next intervals' rates."
     )(function)
 
 
-def _make_planner(name: str, time_limit: float | None, horizon: int | None) -> Planner:
+def _make_planner(
+    name: str, time_limit: float | None, horizon: int | None, checkpoint: str | None = None
+) -> Planner:
     from rlmig.planners import make_planner
 
-    options: dict[str, object] = {}
-    if time_limit is not None:
-        options["time_limit"] = time_limit
-    if horizon is not None:
-        options["horizon"] = horizon
-    return make_planner(name, **options)
+    given = {"time_limit": time_limit, "horizon": horizon, "checkpoint": checkpoint}
+    return make_planner(name, **{k: v for k, v in given.items() if v is not None})
 
 
 @cli.command()
@@ -211,6 +215,7 @@ def plan(
     planner_name: str,
     time_limit: float | None,
     horizon: int | None,
+    checkpoint: str | None,
     forecaster: str,
     as_json: bool,
     mig_parted: str | None,
@@ -222,7 +227,7 @@ def plan(
     from rlmig.workload import load_workload
 
     workload = load_workload(workload_file)
-    planner = _make_planner(planner_name, time_limit, horizon)
+    planner = _make_planner(planner_name, time_limit, horizon, checkpoint)
     run = run_planner(workload, planner, forecaster=forecaster, intervals=1)
     decision, outcome = run.decisions[0], run.result.intervals[0]
     document = plan_json(run.simulator, decision, outcome, run.result.configurations[0])
@@ -310,6 +315,7 @@ def simulate(
     planner_name: str,
     time_limit: float | None,
     horizon: int | None,
+    checkpoint: str | None,
     forecaster: str,
     as_json: bool,
 ) -> None:
@@ -318,7 +324,7 @@ def simulate(
     from rlmig.workload import load_workload
 
     workload = load_workload(workload_file)
-    planner = _make_planner(planner_name, time_limit, horizon)
+    planner = _make_planner(planner_name, time_limit, horizon, checkpoint)
     run = run_planner(workload, planner, forecaster=forecaster)
     result = run.result
     if as_json:
