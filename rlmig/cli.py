@@ -18,6 +18,7 @@ from click.decorators import FC
 from rich.console import Console
 from rich.table import Table
 
+from rlmig.cli_apply import apply_command
 from rlmig.cli_profiles import profiles
 from rlmig.configuration import Configuration
 from rlmig.errors import RlmigError
@@ -384,6 +385,7 @@ def train(config: str, out: str | None, export: str | None) -> None:
 
 
 cli.add_command(profiles)
+cli.add_command(apply_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

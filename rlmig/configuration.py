@@ -76,8 +76,8 @@ class GpuConfig:
 
     @classmethod
     def whole(cls, gpu: GpuModel, tenants: Iterable[str] = ()) -> GpuConfig:
-        """A GPU with MIG disabled, time-sliced among `tenants` (serving inference)."""
-        return cls(gpu.empty_layout(), (), tuple(tenants), mig_enabled=False)
+        """A GPU with MIG disabled, time-sliced among `tenants` (serving inference), kept sorted."""
+        return cls(gpu.empty_layout(), (), tuple(sorted(tenants)), mig_enabled=False)
 
     @property
     def used(self) -> bool:

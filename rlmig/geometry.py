@@ -300,6 +300,9 @@ class Layout:
     compute_used: int = field(init=False, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
+        ordered = tuple(sorted(self.instances, key=lambda i: i.sort_key))
+        if ordered != self.instances:  # one canonical order, so equal layouts compare equal
+            object.__setattr__(self, "instances", ordered)
         mask = 0
         for inst in self.instances:
             mask |= inst.slot_mask

@@ -130,14 +130,14 @@ def plan_serve(
     for mix, count in counts.items():
         for _ in range(count):
             layout = mixes[mix]
-            owners: list[Owner | None] = []
+            owners: dict[Instance, Owner] = {}
             for inst in layout.instances:
                 j = simulator.profile_index[inst.profile.id]
                 tenant = next((t for t in tenants if left.get((j, t), 0) > 0), None)
                 if tenant is not None:
                     left[j, tenant] -= 1
-                owners.append(Owner(workload.tenants[tenant].name) if tenant is not None else None)
-            gpus.append(GpuConfig(layout, tuple(owners)))
+                    owners[inst] = Owner(workload.tenants[tenant].name)
+            gpus.append(settle(layout, owners, gpu.empty_layout()))  # no idle instance is created
     gpus.extend(GpuConfig(gpu.empty_layout(), ()) for _ in range(budget - len(gpus)))
     return Configuration(gpu, tuple(gpus)), optimal, float(sum(counts.values()))
 
