@@ -18,6 +18,7 @@ from click.decorators import FC
 from rich.console import Console
 from rich.table import Table
 
+from rlmig.cli_agent import agent_command
 from rlmig.cli_apply import apply_command
 from rlmig.cli_profiles import profiles
 from rlmig.configuration import Configuration
@@ -386,6 +387,7 @@ def train(config: str, out: str | None, export: str | None) -> None:
 
 cli.add_command(profiles)
 cli.add_command(apply_command)
+cli.add_command(agent_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

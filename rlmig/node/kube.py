@@ -1,0 +1,184 @@
+"""The Kubernetes side of the mig-parted path: publish a config for the GPU Operator, label the node.
+
+Usage (inside a pod whose service account may get/patch nodes and get/update the ConfigMap)::
+
+    from rlmig.node.kube import KubeClient, MigManagerPublisher
+
+    publisher = MigManagerPublisher(KubeClient.in_cluster(), node="gpu-node-1",
+                                    config_map=("gpu-operator", "rlmig-mig-parted-config"))
+    publisher.publish("rlmig-3f2a9c01d4", mig_parted_yaml_text)   # ConfigMap entry, then the label
+    publisher.state()                                            # nvidia.com/mig.config.state
+
+The GPU Operator's mig-manager applies the nvidia-mig-parted config named by the node label
+``nvidia.com/mig.config``, read from its config file (a ConfigMap the ClusterPolicy names in
+``migManager.config.name``), and only when the label's value changes. So each distinct target gets a
+config of its own, named after its content, added to that ConfigMap (read, modify, replace with the
+resourceVersion read: agents on several nodes do not overwrite each other's entries); the label is set
+once the kubelet has had time to refresh the mounted ConfigMap (`delay_s`). A retry after mig-manager
+reported ``failed`` needs a new label value: `publish` takes any name.
+
+`KubeClient` is a minimal in-cluster REST client (the service account's token and CA, urllib): no
+dependency on the kubernetes package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import ssl
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlmig.errors import RlmigError
+
+CONFIG_LABEL = "nvidia.com/mig.config"
+STATE_LABEL = "nvidia.com/mig.config.state"
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class KubeError(RlmigError):
+    """A Kubernetes API call failed; `status` is the HTTP status (0 when no answer came)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class KubeClient:
+    """Just enough of the Kubernetes API: GET, PUT and merge PATCH of JSON objects."""
+
+    def __init__(
+        self, server: str, token: str | None = None, ca_file: str | None = None, *, timeout_s: float = 10.0
+    ) -> None:
+        self.server = server.rstrip("/")
+        self.token = token
+        self.timeout_s = timeout_s
+        self.context = None
+        if server.startswith("https"):
+            try:
+                self.context = ssl.create_default_context(cafile=ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise RlmigError(f"cannot read the cluster's CA {ca_file}: {exc}") from None
+
+    @classmethod
+    def in_cluster(cls, account: Path = SERVICE_ACCOUNT) -> KubeClient:
+        """The client of the pod's service account."""
+        host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+        if not host or not port:
+            raise RlmigError("not running in a Kubernetes pod (KUBERNETES_SERVICE_HOST is not set)")
+        try:
+            token = (account / "token").read_text().strip()
+        except OSError as exc:
+            raise RlmigError(f"cannot read the service account token: {exc.strerror or exc}") from None
+        host = f"[{host}]" if ":" in host else host
+        return cls(f"https://{host}:{port}", token, str(account / "ca.crt"))
+
+    def request(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Accept": "application/json", "User-Agent": "rlmig-agent"}
+        if data is not None:
+            headers["Content-Type"] = content_type
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.server + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s, context=self.context) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            with contextlib.suppress(json.JSONDecodeError, AttributeError):
+                detail = json.loads(detail).get("message", detail)
+            raise KubeError(f"{method} {path}: HTTP {exc.code}: {str(detail)[:200]}", exc.code) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise KubeError(f"{method} {path}: {getattr(exc, 'reason', None) or exc}") from None
+        return json.loads(text) if text else None
+
+    def node_labels(self, node: str) -> dict[str, str]:
+        return dict(self.request("GET", f"/api/v1/nodes/{node}").get("metadata", {}).get("labels") or {})
+
+    def label_node(self, node: str, labels: dict[str, str | None]) -> None:
+        """Set (or, with None, remove) labels by a merge patch of the Node object."""
+        patch = {"metadata": {"labels": labels}}
+        self.request("PATCH", f"/api/v1/nodes/{node}", patch, "application/merge-patch+json")
+
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.request("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+
+    def replace_config_map(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        self.request("PUT", f"/api/v1/namespaces/{namespace}/configmaps/{name}", body)
+
+
+class MigManagerPublisher:
+    """Hands configs to the GPU Operator's mig-manager on one node (see the module docstring)."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        node: str,
+        *,
+        config_map: tuple[str, str] | None = None,
+        key: str = "config.yaml",
+        delay_s: float = 90.0,
+        stop: threading.Event | None = None,
+        attempts: int = 5,
+    ) -> None:
+        self.client = client
+        self.node = node
+        self.config_map = config_map
+        self.key = key
+        self.delay_s = delay_s if config_map else 0.0
+        self.stop = stop or threading.Event()
+        self.attempts = attempts
+
+    def add_config(self, name: str, config_text: str) -> None:
+        """Put the config named `name` (from a mig-parted YAML holding it) into the ConfigMap."""
+        if self.config_map is None:
+            return
+        namespace, cm_name = self.config_map
+        entry = (yaml.safe_load(config_text) or {}).get("mig-configs", {}).get(name)
+        if entry is None:
+            raise RlmigError(f"the mig-parted config holds no entry {name!r}")
+        for _ in range(self.attempts):
+            cm = self.client.get_config_map(namespace, cm_name)
+            data = cm.setdefault("data", {}) or {}
+            cm["data"] = data
+            try:
+                doc = yaml.safe_load(data.get(self.key) or "") or {}
+            except yaml.YAMLError:
+                raise RlmigError(f"ConfigMap {namespace}/{cm_name}: {self.key} is not YAML") from None
+            doc.setdefault("version", "v1")
+            configs = doc.setdefault("mig-configs", {}) or {}
+            doc["mig-configs"] = configs
+            if configs.get(name) == entry:
+                return
+            configs[name] = entry
+            data[self.key] = yaml.safe_dump(doc, sort_keys=False)
+            try:
+                self.client.replace_config_map(namespace, cm_name, cm)  # carries the resourceVersion read
+                return
+            except KubeError as exc:
+                if exc.status != 409:  # 409: another node's agent wrote in between; read again
+                    raise
+        raise RlmigError(f"ConfigMap {namespace}/{cm_name}: still conflicting after {self.attempts} attempts")
+
+    def publish(self, name: str, config_text: str) -> bool:
+        """Add the config, wait for the kubelet to refresh the mounted ConfigMap, set the label. False
+        when a stop came during the wait (the label is left as it was)."""
+        self.add_config(name, config_text)
+        if self.delay_s > 0 and self.stop.wait(self.delay_s):
+            return False
+        self.client.label_node(self.node, {CONFIG_LABEL: name})
+        return True
+
+    def state(self) -> tuple[str | None, str | None]:
+        """The node's (config label, mig-manager's state label)."""
+        labels = self.client.node_labels(self.node)
+        return labels.get(CONFIG_LABEL), labels.get(STATE_LABEL)

@@ -1,0 +1,345 @@
+"""Deployment: the Kubernetes manifests against the Kubernetes schemas (offline, kubernetes-validate), the
+DaemonSet's arguments against the real CLI, the container build files; the mig-parted path's Kubernetes
+client against a fake API server on loopback, and the mig-parted node under the agent."""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from rlmig.cli_agent import agent_command
+from rlmig.configuration import Configuration
+from rlmig.errors import RlmigError
+from rlmig.geometry import gpu_model
+from rlmig.migparted import from_mig_parted
+from rlmig.node import (
+    FileRates,
+    KubeClient,
+    KubeError,
+    MigManagerPublisher,
+    MigPartedNode,
+    NodeAgent,
+    config_name,
+)
+from rlmig.planners import make_planner
+from rlmig.workload import load_workload, parse_workload
+from tests.test_node_e2e import write_workload
+
+ROOT = Path(__file__).resolve().parents[1]
+K8S = ROOT / "deploy" / "k8s"
+MANIFESTS = sorted(K8S.rglob("*.yaml"))
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def by_kind(kind: str) -> list[dict[str, Any]]:
+    return [doc for path in MANIFESTS for doc in documents(path) if doc.get("kind") == kind]
+
+
+def the(kind: str) -> dict[str, Any]:
+    (doc,) = by_kind(kind)
+    return doc
+
+
+@pytest.mark.parametrize("version", ["1.28.0", "1.37.0"])
+def test_manifests_validate_against_the_kubernetes_schemas(version):
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    checked = set()
+    for path in MANIFESTS:
+        for doc in documents(path):
+            if doc["kind"] in ("Kustomization", "ServiceMonitor"):  # not core APIs: no schema ships
+                continue
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{path.relative_to(ROOT)}: {doc['kind']} {doc['metadata']['name']}: {exc}")
+            checked.add(doc["kind"])
+    assert {
+        "DaemonSet",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Service",
+    } <= checked
+    assert {"Namespace", "Role", "RoleBinding"} <= checked
+
+
+def test_kustomization_and_service_monitor():
+    kustomization = the("Kustomization")
+    listed = set(kustomization["resources"])
+    assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    monitor = the("ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    service = the("Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"] == "metrics"
+
+
+def _agent_container(daemonset: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in daemonset["spec"]["template"]["spec"]["containers"] if c["name"] == "agent")
+
+
+def test_daemonset_runs_the_agent_as_the_cli_understands_it():
+    daemonset = the("DaemonSet")
+    pod = daemonset["spec"]["template"]["spec"]
+    container = _agent_container(daemonset)
+    context = agent_command.make_context("agent", list(container["args"]))  # parses and checks every option
+    params = context.params
+    assert params["backend"] == "nvml" and params["metrics_port"] == 9410
+    assert params["rates_spec"].startswith("prometheus:http")
+
+    # GPU access: NVIDIA runtime, privileged (MIG management), host PIDs (NVML's processes), GPU nodes.
+    assert pod["runtimeClassName"] == "nvidia" and pod["hostPID"] is True
+    assert container["securityContext"]["privileged"] is True
+    assert pod["nodeSelector"]["nvidia.com/gpu.present"] == "true"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert env["NVIDIA_MIG_CONFIG_DEVICES"]["value"] == "all"
+    assert pod["serviceAccountName"] == the("ServiceAccount")["metadata"]["name"]
+    assert pod["terminationGracePeriodSeconds"] > params["shutdown_grace"]
+
+    # Every path the arguments name is mounted: workload from the ConfigMap, checkpoint, journal on the host.
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+
+    def volume_of(path: str) -> dict[str, Any]:
+        mount = max((m for m in mounts if path.startswith(m + "/") or path == m), key=len)
+        return volumes[mounts[mount]]
+
+    workload_volume = volume_of(params["workload_file"])
+    config_map = next(c for c in by_kind("ConfigMap") if c["metadata"]["name"] == "rlmig-workload")
+    assert workload_volume["configMap"]["name"] == "rlmig-workload"
+    key = Path(params["workload_file"]).name
+    workload = parse_workload(yaml.safe_load(config_map["data"][key]))
+    assert workload.gpu.name == "A100-80GB" and workload.mode == "dynamic"
+    assert "hostPath" in volume_of(params["journal_path"])  # survives the pod: recovery needs it
+    checkpoint_volume = volume_of(params["checkpoint"])
+    init = pod["initContainers"][0]
+    assert any(m["name"] == checkpoint_volume["name"] for m in init["volumeMounts"])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == params["metrics_port"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_rbac_allows_the_label_and_config_map_paths():
+    role = the("ClusterRole")
+    assert {"get", "patch"} <= set(role["rules"][0]["verbs"]) and role["rules"][0]["resources"] == ["nodes"]
+    binding = the("ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == the("ServiceAccount")["metadata"]["name"]
+    cm = next(c for c in by_kind("ConfigMap") if c["metadata"]["name"] == "rlmig-mig-parted-config")
+    rule = the("Role")["rules"][0]
+    assert rule["resourceNames"] == [cm["metadata"]["name"]] and {"get", "update"} <= set(rule["verbs"])
+    assert the("Role")["metadata"]["namespace"] == cm["metadata"]["namespace"] == "gpu-operator"
+    doc = yaml.safe_load(cm["data"]["config.yaml"])
+    assert doc["version"] == "v1" and "all-disabled" in doc["mig-configs"]
+
+
+def test_container_build_files():
+    text = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
+    assert "pip install ." in text and "[train]" not in text and "torch" not in text.split("FROM")[1]
+    assert 'ENTRYPOINT ["rlmig", "agent"]' in text
+    for source in re.findall(r"^COPY (.+) \S+$", text, re.M):
+        for name in source.split():
+            assert (ROOT / name).exists(), name
+    checkpoint = (ROOT / "deploy" / "checkpoint.Dockerfile").read_text()
+    assert "card.json" in checkpoint and "policy.npz" in checkpoint
+    init = the("DaemonSet")["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["command"][:2] == ["cp", "-r"] and init["command"][2].startswith("/checkpoint")
+
+
+# -- the mig-parted path against a fake Kubernetes API ---------------------------------------------
+
+
+class FakeApi:
+    """Nodes and ConfigMaps behind GET, PUT (with resourceVersion) and merge PATCH, on loopback."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, dict[str, Any]] = {"gpu-1": {"metadata": {"name": "gpu-1", "labels": {}}}}
+        self.config_maps: dict[tuple[str, str], dict[str, Any]] = {}
+        self.conflicts = 0  # PUTs to answer 409 to, as if another agent wrote first
+        self.requests: list[tuple[str, str, Any]] = []
+        self.token_seen: str | None = None
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _reply(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _body(self) -> Any:
+                length = int(self.headers.get("Content-Length") or 0)
+                return json.loads(self.rfile.read(length)) if length else None
+
+            def _handle(self, method: str) -> None:
+                api.token_seen = self.headers.get("Authorization")
+                body = self._body()
+                api.requests.append((method, self.path, body))
+                node = re.fullmatch(r"/api/v1/nodes/([^/]+)", self.path)
+                cm = re.fullmatch(r"/api/v1/namespaces/([^/]+)/configmaps/([^/]+)", self.path)
+                if node and node.group(1) in api.nodes:
+                    obj = api.nodes[node.group(1)]
+                    if method == "PATCH":
+                        assert self.headers["Content-Type"] == "application/merge-patch+json"
+                        labels = obj["metadata"]["labels"]
+                        for key, value in body["metadata"]["labels"].items():
+                            if value is None:
+                                labels.pop(key, None)
+                            else:
+                                labels[key] = value
+                    return self._reply(200, obj)
+                if cm and (cm.group(1), cm.group(2)) in api.config_maps:
+                    obj = api.config_maps[cm.group(1), cm.group(2)]
+                    if method == "PUT":
+                        if api.conflicts:
+                            api.conflicts -= 1
+                            obj["metadata"]["resourceVersion"] = str(
+                                int(obj["metadata"]["resourceVersion"]) + 1
+                            )
+                            return self._reply(409, {"message": "the object has been modified"})
+                        if body["metadata"]["resourceVersion"] != obj["metadata"]["resourceVersion"]:
+                            return self._reply(409, {"message": "stale resourceVersion"})
+                        body["metadata"]["resourceVersion"] = str(int(obj["metadata"]["resourceVersion"]) + 1)
+                        api.config_maps[cm.group(1), cm.group(2)] = body
+                        return self._reply(200, body)
+                    return self._reply(200, json.loads(json.dumps(obj)))
+                return self._reply(404, {"message": f"{self.path} not found"})
+
+            def do_GET(self) -> None:
+                self._handle("GET")
+
+            def do_PUT(self) -> None:
+                self._handle("PUT")
+
+            def do_PATCH(self) -> None:
+                self._handle("PATCH")
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def add_config_map(self, namespace: str, name: str, text: str) -> None:
+        meta = {"name": name, "namespace": namespace, "resourceVersion": "1"}
+        self.config_maps[namespace, name] = {"metadata": meta, "data": {"config.yaml": text}}
+
+    def mig_configs(self) -> dict[str, Any]:
+        return yaml.safe_load(self.config_maps["gpu-operator", "rlmig"]["data"]["config.yaml"])["mig-configs"]
+
+
+@pytest.fixture
+def api():
+    fake = FakeApi()
+    fake.add_config_map("gpu-operator", "rlmig", "version: v1\nmig-configs:\n  all-disabled: []\n")
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+GPU = gpu_model("A100-80GB")
+TARGET = Configuration.parse(GPU, [["4g.40gb@0=detect", "3g.40gb@4=qa"], ["7g.80gb@0=thumbs"]])
+
+
+def test_kube_client_labels_nodes_and_reports_errors(api):
+    client = KubeClient(api.url, token="secret")
+    client.label_node("gpu-1", {"nvidia.com/mig.config": "rlmig-x", "other": "1"})
+    client.label_node("gpu-1", {"other": None})
+    assert client.node_labels("gpu-1") == {"nvidia.com/mig.config": "rlmig-x"}
+    assert api.token_seen == "Bearer secret"
+    with pytest.raises(KubeError, match="HTTP 404: /api/v1/nodes/nope not found") as info:
+        client.node_labels("nope")
+    assert info.value.status == 404
+    with pytest.raises(KubeError, match="GET /api/v1/nodes/gpu-1: "):
+        KubeClient("http://127.0.0.1:9", timeout_s=2).node_labels("gpu-1")
+
+
+def test_in_cluster_client_reads_the_service_account(tmp_path, monkeypatch):
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(RlmigError, match="not running in a Kubernetes pod"):
+        KubeClient.in_cluster(tmp_path)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    with pytest.raises(RlmigError, match="service account token"):
+        KubeClient.in_cluster(tmp_path)
+    (tmp_path / "token").write_text("tok\n")
+    with pytest.raises(RlmigError, match="cannot read the cluster's CA"):
+        KubeClient.in_cluster(tmp_path)
+    bundle = ssl.get_default_verify_paths().cafile
+    if not bundle or not Path(bundle).exists():
+        pytest.skip("no CA bundle here to stand in for the cluster's")
+    (tmp_path / "ca.crt").write_text(Path(bundle).read_text())
+    client = KubeClient.in_cluster(tmp_path)
+    assert client.server == "https://10.96.0.1:443" and client.token == "tok"
+
+
+def test_publisher_adds_its_config_despite_conflicts_then_labels(api):
+    api.conflicts = 2
+    stop = threading.Event()
+    publisher = MigManagerPublisher(
+        KubeClient(api.url), "gpu-1", config_map=("gpu-operator", "rlmig"), delay_s=0, stop=stop
+    )
+    name = config_name(TARGET)
+    node = MigPartedNode(GPU, 2, publisher=publisher)
+    result = node.apply(TARGET)
+    assert result.status == "written"
+    configs = api.mig_configs()
+    assert "all-disabled" in configs  # the other entries stay
+    layouts = from_mig_parted({"version": "v1", "mig-configs": configs}, GPU, config_name=name)
+    assert [layouts[i].counts() for i in range(2)] == [g.layout.counts() for g in TARGET.gpus]
+    assert api.nodes["gpu-1"]["metadata"]["labels"]["nvidia.com/mig.config"] == name
+    assert node.read() == result.plan.target  # mig-parted's placements, the target's owners
+    puts = [r for r in api.requests if r[0] == "PUT"]
+    assert len(puts) == 3  # two conflicts, then the write
+
+    # mig-manager reports failure: the node goes back to what it had; the retry needs a new label value.
+    api.nodes["gpu-1"]["metadata"]["labels"]["nvidia.com/mig.config.state"] = "failed"
+    assert node.read() == Configuration.empty(GPU, 2)
+    node.apply(TARGET)
+    assert api.nodes["gpu-1"]["metadata"]["labels"]["nvidia.com/mig.config"] == f"{name}-r1"
+    assert f"{name}-r1" in api.mig_configs()
+    api.nodes["gpu-1"]["metadata"]["labels"]["nvidia.com/mig.config.state"] = "success"
+    assert node.read() == result.plan.target
+
+    # A stop during the wait for the kubelet leaves the label alone.
+    waiting = MigManagerPublisher(
+        KubeClient(api.url), "gpu-1", config_map=("gpu-operator", "rlmig"), delay_s=60, stop=stop
+    )
+    stop.set()
+    assert waiting.publish("rlmig-other", "version: v1\nmig-configs:\n  rlmig-other: []\n") is False
+    assert api.nodes["gpu-1"]["metadata"]["labels"]["nvidia.com/mig.config"] == f"{name}-r1"
+
+
+def test_agent_with_the_mig_parted_backend_writes_configs(tmp_path):
+    workload = load_workload(write_workload(tmp_path))
+    rates = tmp_path / "rates.json"
+    rates.write_text(json.dumps({"detect": 300, "qa": 400, "thumbs": 600}))
+    config_file = tmp_path / "mig.yaml"
+    node = MigPartedNode(workload.gpu, workload.gpu_count, path=config_file)
+    agent = NodeAgent(workload, make_planner("ilp"), node, FileRates(rates, workload.tenant_names))
+    first = agent.round()
+    assert first.result == "applied" and config_file.exists()
+    decided = first.decision.configuration
+    written = from_mig_parted(config_file.read_text(), workload.gpu, config_name=config_name(decided))
+    assert [written[i].counts() for i in range(2)] == [g.layout.counts() for g in decided.gpus]
+    rates.write_text(json.dumps({"detect": 1500, "qa": 400, "thumbs": 150}))
+    later = [agent.round(), agent.round()]
+    assert "applied" in [r.result for r in later] and later[-1].configuration != first.configuration
+    assert node.read() == later[-1].configuration
