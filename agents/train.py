@@ -43,6 +43,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from rlmig.errors import ConfigError
 from rlmig.planners import make_planner, run_planner
+from rlmig.planners.ilp import IlpPlanner
 from rlmig.planners.rl import RlPlanner
 from rlmig.workload import Workload, load_workload
 
@@ -57,6 +58,8 @@ class ImitationConfig:
     epochs: int = 20
     batch_size: int = 256
     learning_rate: float = 3e-4
+    expert_gap: float = 1e-2  # the oracle's MIP gap and time limit per solve while labelling
+    expert_time_limit: float = 2.0
 
 
 @dataclass
@@ -153,7 +156,8 @@ def train(config_path: str | Path, out: str | Path | None = None, export: str | 
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     sampler = ScenarioSampler(split="train", gpu=cfg.gpu, **cfg.scenarios)
-    demo_env = MigReconfigEnv(sampler=sampler)
+    expert = IlpPlanner(gap=cfg.imitation.expert_gap, time_limit=cfg.imitation.expert_time_limit)
+    demo_env = MigReconfigEnv(sampler=sampler, expert=expert)
     vec_env = DummyVecEnv([lambda: masked(MigReconfigEnv(sampler=sampler)) for _ in range(cfg.ppo.n_envs)])
     vec_env.seed(cfg.seed)
     policy_kwargs = {"net_arch": {"pi": cfg.net_arch, "vf": cfg.net_arch}, "activation_fn": torch.nn.Tanh}
@@ -185,18 +189,23 @@ def train(config_path: str | Path, out: str | Path | None = None, export: str | 
     im = cfg.imitation
     demos_path = run / "demonstrations.npz"
     if "dagger" not in done:
-        if "demonstrations" in done:
-            demos = Demonstrations.load(demos_path)
-        else:
-            demos = Demonstrations.empty(demo_env.spec_.obs_size, demo_env.spec_.n_actions)
+        collected = done.get("demonstrations", {}).get(
+            "episodes", im.episodes if "demonstrations" in done else 0
+        )
+        demos = (
+            Demonstrations.load(demos_path)
+            if collected
+            else Demonstrations.empty(demo_env.spec_.obs_size, demo_env.spec_.n_actions)
+        )
+        if collected < im.episodes:
             with Progress(console=console) as bar:
-                task = bar.add_task("expert episodes", total=im.episodes)
-                for episode in range(im.episodes):
+                task = bar.add_task("expert episodes", total=im.episodes, completed=collected)
+                for episode in range(collected, im.episodes):
                     episode_demos, _ = rollout(demo_env, cfg.seed * 100_003 + episode, gamma=ppo.gamma)
                     demos = demos.extend(episode_demos)
+                    demos.save(demos_path)  # every episode: a rerun resumes from here
+                    mark("demonstrations", episodes=episode + 1, states=len(demos))
                     bar.advance(task)
-            demos.save(demos_path)
-            mark("demonstrations", states=len(demos))
         stats = behaviour_cloning(
             model.policy,
             demos,

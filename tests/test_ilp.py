@@ -111,10 +111,11 @@ def test_objective_equals_the_simulated_goodput_of_the_plan(scenario, at, horizo
         encoded_previous = sim.encode(current) if current is not None else None
         _, state = sim.step(k, state, sim.encode(config), encoded_previous, rates[k])
         current = config
-    planner = IlpPlanner(horizon=horizon, foresight=True)
+    # Equality holds for any plan the solver returns, proven optimal or stopped by the time limit.
+    planner = IlpPlanner(horizon=horizon, foresight=True, time_limit=5)
     cluster = ClusterState(workload, sim, at, current, state.copy(), rates[:at], rates[at : at + horizon])
     decision = planner.plan(cluster)
-    assert decision.optimal and len(decision.horizon_plan) == horizon
+    assert len(decision.horizon_plan) == horizon
     total = 0.0
     for h, config in enumerate(decision.horizon_plan):
         encoded_previous = sim.encode(current) if current is not None else None
