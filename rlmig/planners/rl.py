@@ -9,6 +9,7 @@ that proposes something worse than doing nothing, or than the heuristic, is over
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,7 @@ class RlPlanner(Planner):
         *,
         guard: bool = True,
         guard_horizon: int = 3,
-        fallback: str | None = "parva",
+        fallback: str | Sequence[str] | None = "parva",
         policy: NumpyPolicy | None = None,
         gpu: str = "A100-80GB",
     ) -> None:
@@ -68,12 +69,13 @@ class RlPlanner(Planner):
         self.guard = guard
         self.guard_horizon = guard_horizon
         self.horizon = guard_horizon
-        self.fallback_name = fallback
-        self._fallback: Planner | None = None
+        names = [fallback] if isinstance(fallback, str) else list(fallback or [])
+        self.fallback_names = [n for n in names if n]
+        self._fallbacks: list[Planner] | None = None
 
     def reset(self, workload: Workload) -> None:
-        if self._fallback is not None:
-            self._fallback.reset(workload)
+        for planner in self._fallbacks or []:
+            planner.reset(workload)
 
     def propose(self, state: ClusterState) -> Configuration:
         """The policy's configuration, without the guard."""
@@ -91,18 +93,17 @@ class RlPlanner(Planner):
         candidates = [proposal]
         if state.current is not None:
             candidates.append(state.current)
-        if self.fallback_name:
-            candidates.append(self._fallback_planner().plan(state).configuration)
+        candidates.extend(planner.plan(state).configuration for planner in self._fallback_planners())
         values = [predicted_goodput(state, c, self.guard_horizon) for c in candidates]
         best = int(np.argmax(values))  # ties go to the earliest: the proposal
         return Decision(candidates[best], objective=float(values[best]))
 
-    def _fallback_planner(self) -> Planner:
-        if self._fallback is None:
+    def _fallback_planners(self) -> list[Planner]:
+        if self._fallbacks is None:
             from rlmig.planners import make_planner
 
-            self._fallback = make_planner(self.fallback_name)
-        return self._fallback
+            self._fallbacks = [make_planner(name) for name in self.fallback_names]
+        return self._fallbacks
 
 
 def predicted_goodput(state: ClusterState, config: Configuration, horizon: int) -> float:
