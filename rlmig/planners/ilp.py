@@ -288,7 +288,6 @@ class DynamicModel:
                 if retraining:
                     self.problem += pulp.lpSum(v.x for v in retraining) <= 1
 
-        self._break_symmetry(layouts)
         for t in tenants:
             self._tenant_goodput(t, frac)
 
@@ -298,23 +297,6 @@ class DynamicModel:
         owned_count = pulp.lpSum(v.x for v in self.vars)
         self.goodput_expr = pulp.lpSum(self.goodput.values())
         self.problem += self.goodput_expr - 1e-6 * arrivals * changes - 1e-8 * arrivals * owned_count
-
-    def _break_symmetry(self, layouts: list[Layout]) -> None:
-        """GPUs that start identical (same current configuration, nothing fixed) are interchangeable:
-        order their first-step layouts by index, which removes permutations of one solution."""
-        current = self.state.current
-        rank = {layout: n for n, layout in enumerate(layouts)}
-
-        def start(g: int) -> object:
-            return current.gpus[g] if current is not None and g < len(current.gpus) else None
-
-        for g in range(1, self.workload.gpu_count):
-            if g in self.fixed.layouts or g - 1 in self.fixed.layouts or start(g) != start(g - 1):
-                continue
-            before, after = self.layout_vars[g - 1, 0], self.layout_vars[g, 0]
-            self.problem += pulp.lpSum(rank[lay] * y for lay, y in before.items()) <= pulp.lpSum(
-                rank[lay] * y for lay, y in after.items()
-            )
 
     def _fix_owner(self, owned: list[_Var], owner: Owner | None) -> None:
         for var in owned:
