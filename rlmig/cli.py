@@ -20,6 +20,7 @@ from rich.table import Table
 
 from rlmig.cli_agent import agent_command
 from rlmig.cli_apply import apply_command
+from rlmig.cli_eval import eval_command
 from rlmig.cli_profiles import profiles
 from rlmig.configuration import Configuration
 from rlmig.errors import RlmigError
@@ -161,14 +162,16 @@ def validate(gpu_name: str, instances: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@_gpu_option(default="A100-80GB")
-def demo(gpu_name: str) -> None:
-    """The main job on the built-in default: the GPU models, then one model's maximal layouts."""
-    model = gpu_model(gpu_name)
-    console = _console()
-    console.print(_gpus_table(list(gpu_models().values())))
-    found = model.layouts(maximal=True)
-    console.print(_layouts_table(model, found, f"The {len(found)} maximal MIG layouts of {model.name}"))
+@click.option(
+    "--out", type=click.Path(file_okay=False), default=".", show_default=True, help="Folder for the PNG plot."
+)
+def demo(out: str) -> None:
+    """The main job on the built-in default: the ILP, the baselines and the shipped policy on a dynamic
+    scenario (two A100-80GB, four tenants, an hour of real and synthetic load), a table and a plot."""
+    from rlmig.eval.demo import run_demo
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    run_demo(Path(out), _console())
 
 
 def _planner_options(function: FC) -> FC:
@@ -388,6 +391,7 @@ def train(config: str, out: str | None, export: str | None) -> None:
 cli.add_command(profiles)
 cli.add_command(apply_command)
 cli.add_command(agent_command)
+cli.add_command(eval_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
