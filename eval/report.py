@@ -1,0 +1,416 @@
+"""Regenerate the evaluation report, eval/REPORT.md, and its figures, eval/figures/*.png.
+
+Usage::
+
+    python -m rlmig.eval.report                      # the default report (see REPORT.md for its run time)
+    python -m rlmig.eval.report --scenarios azure-retrain,parvagpu-slo1 --planners ilp,parva \\
+        --sizes 1,2 --out /tmp/report/REPORT.md      # a smaller one elsewhere
+
+The default report runs every registered planner but ``static`` that builds here
+(`rlmig.eval.harness.default_planners`) on the nine shipped scenarios under seed 0, with limits that keep
+it to about ten minutes on two CPU cores: ``ilp-foresight`` (the ILP on the true future, 3 intervals
+ahead) gets `FORESIGHT_TIME_LIMIT` seconds per decision and runs only on `FORESIGHT_SCENARIOS`
+(azure-retrain and the serve scenarios, where it makes the serve ILP's single plan). Measured here at
+commit df59fd1 (ILP gap 0.1%): at 20 s per decision it proves 52 of azure-retrain's 60 decisions optimal
+in about 5 minutes, and a run on spike-shift had not finished after 9 minutes (earlier ILP version); at
+5 s per decision it proves only 16 of spike-shift's 60 decisions optimal (goodput 0.868, 4.5 minutes).
+Pass ``--foresight-scenarios all`` (and a ``--foresight-time-limit``) for the full comparison. The latency
+sweep gives the ILP planners `SWEEP_TIME_LIMIT` seconds per decision and skips ``ilp-foresight`` above
+`SWEEP_MAX_GPUS`. Beside REPORT.md it writes REPORT.json (the same figures) and figures/*.png. The
+report names the command, the date, the commit and every setting it ran with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rlmig.eval.harness import (
+    LEGEND,
+    REFERENCE,
+    Evaluation,
+    RichProgress,
+    Summary,
+    default_planners,
+    evaluate,
+    load_scenario,
+    planner_names,
+    takes_time_limit,
+)
+from rlmig.eval.plots import write_plots
+from rlmig.eval.serve import PARVAGPU_GPUS, lower_bounds, serve_table
+from rlmig.eval.sweep import DEFAULT_SIZES, SweepPoint, latency_sweep, sweep_plot, sweep_table
+
+from rlmig.errors import RlmigError
+from rlmig.workload import Workload
+
+EVAL_DIR = Path(__file__).resolve().parent
+DYNAMIC_SCENARIOS = ("azure-retrain", "spike-shift", "diurnal-mix")
+SERVE_SCENARIOS = tuple(f"parvagpu-slo{i}" for i in range(1, 7))
+FORESIGHT = "ilp-foresight"
+FORESIGHT_TIME_LIMIT = 20.0
+FORESIGHT_SCENARIOS = ("azure-retrain", *SERVE_SCENARIOS)
+SWEEP_TIME_LIMIT = 10.0
+SWEEP_INTERVALS = 3
+SWEEP_MAX_GPUS = {FORESIGHT: 16}
+_FIGURE_PATTERNS = ("*-goodput.png", "*-layouts.png", "decision-latency.png")
+
+
+@dataclass
+class ReportConfig:
+    """What the report runs; the defaults make the published report."""
+
+    scenarios: list[str] = field(default_factory=lambda: [*DYNAMIC_SCENARIOS, *SERVE_SCENARIOS])
+    planners: list[str] = field(default_factory=default_planners)
+    seeds: int = 1
+    forecaster: str = "auto"
+    time_limits: dict[str, float] = field(default_factory=lambda: {FORESIGHT: FORESIGHT_TIME_LIMIT})
+    only: dict[str, list[str]] = field(default_factory=lambda: {FORESIGHT: list(FORESIGHT_SCENARIOS)})
+    sizes: list[int] = field(default_factory=lambda: list(DEFAULT_SIZES))
+    sweep_intervals: int = SWEEP_INTERVALS
+    sweep_time_limit: float = SWEEP_TIME_LIMIT
+    sweep_max_gpus: dict[str, int] = field(default_factory=lambda: dict(SWEEP_MAX_GPUS))
+    out: Path = EVAL_DIR / "REPORT.md"
+    figures: Path | None = None  # default: figures/ next to `out`
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.figures if self.figures is not None else self.out.parent / "figures"
+
+
+def _git(*args: str) -> str | None:
+    """A read-only git command's output in this package's checkout, or None."""
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=EVAL_DIR, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
+
+
+def provenance() -> str:
+    """The commit the report ran at (with a note when the code differs from it), or 'unknown'."""
+    commit = _git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "unknown (not a git checkout)"
+    code = [":(top)rlmig", ":(top)eval/*.py", ":(top)eval/scenarios", ":(top)envs", ":(top)agents"]
+    dirty = _git("status", "--porcelain", "--", *code, ":(top)checkpoints")
+    return f"`{commit}`" + (" plus uncommitted changes to the code (tracked or new files)" if dirty else "")
+
+
+def _rel(path: Path, base: Path) -> str:
+    return os.path.relpath(path, base).replace(os.sep, "/")
+
+
+def _glance(evaluation: Evaluation, sweep: Sequence[SweepPoint]) -> list[str]:
+    """Bullets that say where each planner stands, from the figures."""
+    lines = []
+    dynamic = [s for s in evaluation.scenarios if any(r.mode == "dynamic" for r in evaluation.select(s))]
+    for scenario in dynamic:
+        summaries = [Summary.of(rs) for p in evaluation.planners if (rs := evaluation.select(scenario, p))]
+        ranked = sorted(summaries, key=lambda s: -s.goodput_ratio)
+        order = ", ".join(f"{s.planner} {s.goodput_ratio:.3f}" for s in ranked)
+        lines.append(f"- **{scenario}**, goodput from best to worst: {order}.")
+    if dynamic:
+        summaries, partial = evaluation.overall("dynamic")
+        if len(dynamic) > 1 and summaries:
+            best = max(summaries, key=lambda s: s.goodput_ratio)
+            left_out = f" ({', '.join(partial)} ran on only some of them)" if partial else ""
+            lines.append(
+                f"- Over the {len(dynamic)} dynamic scenarios{left_out}, {best.planner} has the highest mean "
+                f"goodput, {best.goodput_ratio:.3f}."
+            )
+        reference = next((s for s in summaries if s.planner == REFERENCE), None)
+        others = [s for s in summaries if s.planner != REFERENCE]
+        if reference is not None and others:
+            top = max(others, key=lambda s: s.goodput_ratio)
+            if reference.accuracy < top.accuracy - 0.01:
+                lines.append(
+                    f"- The myopic ILP ({REFERENCE}) serves with lower accuracy ({reference.accuracy:.3f}) "
+                    f"than the planner of highest goodput, {top.planner} ({top.accuracy:.3f}), at SLO "
+                    f"attainment {reference.slo_attainment:.3f} against {top.slo_attainment:.3f}: its "
+                    "objective is the goodput of the next interval only, so a retraining job is worth "
+                    "something to it only if it completes within that interval (the ILP has no value for "
+                    "progress carried past its horizon)."
+                )
+        fastest = sorted(summaries, key=lambda s: s.decision_ms_p99)
+        lines.append(
+            "- Decision latency p99 in the dynamic scenarios: "
+            + ", ".join(f"{s.planner} {s.decision_ms_p99:,.1f} ms" for s in fastest)
+            + "."
+        )
+    serve = [s for s in evaluation.scenarios if any(r.mode == "serve" for r in evaluation.select(s))]
+    if serve:
+        totals = []
+        for planner in evaluation.planners:
+            runs = [evaluation.select(s, planner, 0) for s in serve]
+            if all(runs):
+                short = any(r[0].slo_attainment < 1 - 1e-9 for r in runs)
+                totals.append(f"{planner} {sum(r[0].gpus for r in runs):.0f}" + ("*" if short else ""))
+        bound = sum(lower_bounds(load_scenario_of(evaluation, s))["lp"] for s in serve)
+        published = [PARVAGPU_GPUS.get(s) for s in serve]
+        paper = f", ParvaGPU's paper {sum(published)}" if all(p is not None for p in published) else ""
+        lines.append(
+            f"- Serve mode, GPUs over the {len(serve)} scenarios (LP bound {bound}{paper}): "
+            + ", ".join(totals)
+            + " (*: leaves some load unserved)."
+        )
+    largest = max((p.gpus for p in sweep), default=0)
+    at_largest = [p for p in sweep if p.skipped is None and p.gpus == largest]
+    if at_largest:
+        lines.append(
+            f"- At {largest} GPUs, decision latency p50: "
+            + ", ".join(f"{p.planner} {p.decision_ms_p50:,.1f} ms" for p in at_largest)
+            + "."
+        )
+    return lines
+
+
+def _serve(evaluation: Evaluation) -> list[str]:
+    return [s for s in evaluation.scenarios if any(r.mode == "serve" for r in evaluation.select(s))]
+
+
+def load_scenario_of(evaluation: Evaluation, scenario: str) -> Workload:
+    """The workload (seed 0) a scenario of `evaluation` ran on."""
+    workload = next(r.workload for r in evaluation.select(scenario, seed=0) if r.workload is not None)
+    return workload
+
+
+def render(
+    config: ReportConfig,
+    evaluation: Evaluation,
+    sweep: Sequence[SweepPoint],
+    figures: dict[str, list[Path]],
+    command: str,
+    elapsed_s: float,
+) -> str:
+    """The report's Markdown."""
+    base = config.out.parent
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    cpus = os.cpu_count() or 1
+    parts = [
+        "# rlmig evaluation report",
+        "",
+        f"Generated by `{command}` on {now} at commit {provenance()}, in {elapsed_s / 60:.1f} minutes on "
+        f"{cpus} CPU core{'s' if cpus > 1 else ''} ({platform.python_implementation()} "
+        f"{platform.python_version()}). Do not edit by hand: rerun the command to refresh every table and "
+        "figure.",
+        "",
+        "Every planner runs on every scenario with the same simulator (`rlmig.simulator`), the same "
+        f"forecaster (`{config.forecaster}`) and the same seeds; {REFERENCE} is the myopic ILP oracle "
+        "(horizon 1, forecast rates), the yardstick of the `vs ilp` column. " + LEGEND,
+        "",
+        "## At a glance",
+        "",
+        *_glance(evaluation, sweep),
+        "",
+    ]
+    overall = evaluation.overall_tables()
+    for table in overall:
+        parts.append(table.to_markdown("###"))
+    dynamic = [s for s in evaluation.scenarios if any(r.mode == "dynamic" for r in evaluation.select(s))]
+    if dynamic:
+        parts += ["## Dynamic scenarios", ""]
+        for scenario in dynamic:
+            parts.append(evaluation.scenario_table(scenario).to_markdown("###"))
+            for path in figures.get(scenario, []):
+                kind = "goodput over time" if path.name.endswith("-goodput.png") else "layouts and owners"
+                parts += [f"![{scenario}: {kind}]({_rel(path, base)})", ""]
+    serve = [s for s in evaluation.scenarios if any(r.mode == "serve" for r in evaluation.select(s))]
+    if serve:
+        parts += ["## Serve mode", ""]
+        parts.append(serve_table(evaluation).to_markdown("###"))
+        parts += [
+            "<details><summary>Per-scenario figures and layouts (serve mode)</summary>",
+            "",
+        ]
+        for scenario in serve:
+            parts.append(evaluation.scenario_table(scenario).to_markdown("####"))
+            for path in figures.get(scenario, []):
+                parts += [f"![{scenario}: layouts and owners]({_rel(path, base)})", ""]
+        parts += ["</details>", ""]
+    if sweep:
+        parts += ["## Decision latency against cluster size", ""]
+        parts.append(sweep_table(sweep).to_markdown(None))
+        if "sweep" in figures:
+            parts += [f"![decision latency against GPUs]({_rel(figures['sweep'][0], base)})", ""]
+    parts += _settings(config, evaluation)
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _settings(config: ReportConfig, evaluation: Evaluation) -> list[str]:
+    limits = ", ".join(f"{p}: {s:g} s" for p, s in config.time_limits.items()) or "planner defaults"
+    only = "; ".join(f"{p} only on {', '.join(s)}" for p, s in config.only.items()) or "none"
+    if config.only:
+        only += " (each of its decisions may take its whole time limit; see `rlmig.eval.report`)"
+    skipped = ", ".join(f"{p} on {s}" for s, p in evaluation.skipped) or "none"
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for f in evaluation.failures:
+        grouped.setdefault((f.planner, f.error), []).append(
+            f.scenario + (f" (seed {f.seed})" if f.seed else "")
+        )
+    failures = "; ".join(f"{p} on {', '.join(s)}: {e}" for (p, e), s in grouped.items())
+    other_limited = [p for p in config.planners if takes_time_limit(p) and p not in config.time_limits]
+    lines = [
+        "## How this report was made",
+        "",
+        f"- Scenarios: {', '.join(config.scenarios)} (`eval/scenarios/`); seeds: {config.seeds} "
+        "(seed 0 is each file as written; seed i offsets the seed of every synthetic load by i, see "
+        "`rlmig.eval.harness`).",
+        f"- Planners: {', '.join(config.planners)}.",
+        f"- Solver time limits per decision: {limits}"
+        + (f"; {', '.join(other_limited)}: its default" if other_limited else "")
+        + ".",
+        f"- Restrictions: {only}. Not run: {skipped}.",
+        f"- Failures: {failures or 'none'}.",
+        f"- Latency sweep: sizes {', '.join(map(str, config.sizes)) or 'none'}, the first "
+        f"{config.sweep_intervals} decisions each, ILP time limit {config.sweep_time_limit:g} s per decision"
+        + (
+            "; " + ", ".join(f"{p} skipped above {g} GPUs" for p, g in config.sweep_max_gpus.items())
+            if config.sweep_max_gpus
+            else ""
+        )
+        + ".",
+        "- Serve-mode lower bounds: `rlmig.eval.serve` (LP relaxation of the serve ILP, whole GPUs "
+        "included; compute-slice / memory-slot bound).",
+        "- Decision latencies are wall-clock times on the machine named above and vary with its load.",
+        "",
+    ]
+    return lines
+
+
+def run_report(
+    config: ReportConfig, command: str = "python -m rlmig.eval.report", quiet: bool = False
+) -> Path:
+    """Run the evaluation and the sweep of `config`, write the figures and the report; its path."""
+    started = time.perf_counter()
+    for scenario in config.scenarios:
+        load_scenario(scenario)  # fail early on a bad scenario
+    planner_names(config.planners)
+    figures_dir = config.figures_dir
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    for pattern in _FIGURE_PATTERNS:  # figures of an earlier report that this one may not redraw
+        for stale in figures_dir.glob(pattern):
+            stale.unlink()
+    progress = RichProgress()
+    if quiet:
+        progress.bar.disable = True
+    with progress:
+        evaluation = evaluate(
+            config.scenarios,
+            config.planners,
+            seeds=config.seeds,
+            forecaster=config.forecaster,
+            time_limit=config.time_limits,
+            only=config.only,
+            progress=progress,
+        )
+    figures = write_plots(evaluation, figures_dir)
+    sweep: list[SweepPoint] = []
+    if config.sizes:
+        sweep = latency_sweep(
+            config.sizes,
+            config.planners,
+            intervals=config.sweep_intervals,
+            time_limit=config.sweep_time_limit,
+            max_gpus=config.sweep_max_gpus,
+            on_point=None if quiet else _print_point,
+        )
+        figures["sweep"] = [
+            sweep_plot(sweep, figures_dir / "decision-latency.png", time_limit=config.sweep_time_limit)
+        ]
+    elapsed = time.perf_counter() - started
+    text = render(config, evaluation, sweep, figures, command, elapsed)
+    config.out.parent.mkdir(parents=True, exist_ok=True)
+    config.out.write_text(text)
+    document = {
+        "command": command,
+        **evaluation.to_json(),
+        "serve_bounds": {s: lower_bounds(load_scenario_of(evaluation, s)) for s in _serve(evaluation)},
+        "sweep": [p.to_json() for p in sweep],
+    }
+    config.out.with_suffix(".json").write_text(json.dumps(document, indent=1) + "\n")
+    return config.out
+
+
+def _print_point(point: SweepPoint) -> None:
+    figure = "skipped" if point.skipped else f"p50 {point.decision_ms_p50:,.1f} ms"
+    print(f"sweep: {point.planner} on {point.gpus} GPUs: {figure}", file=sys.stderr)
+
+
+def _list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in _list(text)]
+    except ValueError:
+        raise RlmigError(f"--sizes must be comma-separated integers, got {text!r}") from None
+    if any(s < 1 for s in sizes):
+        raise RlmigError(f"--sizes must be positive, got {text!r}")
+    return sizes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m rlmig.eval.report [options]``; 2 and a one-line error on bad input."""
+    defaults = ReportConfig()
+    parser = argparse.ArgumentParser(prog="python -m rlmig.eval.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--scenarios", default=",".join(defaults.scenarios), help="comma-separated")
+    parser.add_argument("--planners", default=",".join(defaults.planners), help="comma-separated")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--forecaster", default="auto")
+    parser.add_argument("--foresight-time-limit", type=float, default=FORESIGHT_TIME_LIMIT)
+    parser.add_argument(
+        "--foresight-scenarios",
+        default=",".join(FORESIGHT_SCENARIOS),
+        help="scenarios ilp-foresight runs on ('all': every one)",
+    )
+    parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="sweep sizes ('' = none)")
+    parser.add_argument("--sweep-intervals", type=int, default=SWEEP_INTERVALS)
+    parser.add_argument("--sweep-time-limit", type=float, default=SWEEP_TIME_LIMIT)
+    parser.add_argument("--sweep-foresight-max-gpus", type=int, default=SWEEP_MAX_GPUS[FORESIGHT])
+    parser.add_argument("--out", type=Path, default=defaults.out, help="the report's path")
+    parser.add_argument("--figures", type=Path, default=None, help="figures folder (default: by --out)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    args = parser.parse_args(argv)
+    try:
+        config = ReportConfig(
+            scenarios=_list(args.scenarios),
+            planners=planner_names(args.planners),
+            seeds=args.seeds,
+            forecaster=args.forecaster,
+            time_limits={FORESIGHT: args.foresight_time_limit},
+            only={} if args.foresight_scenarios == "all" else {FORESIGHT: _list(args.foresight_scenarios)},
+            sizes=_sizes(args.sizes),
+            sweep_intervals=args.sweep_intervals,
+            sweep_time_limit=args.sweep_time_limit,
+            sweep_max_gpus={FORESIGHT: args.sweep_foresight_max_gpus},
+            out=args.out,
+            figures=args.figures,
+        )
+        if FORESIGHT not in config.planners:
+            config.time_limits, config.only, config.sweep_max_gpus = {}, {}, {}
+        given = list(sys.argv[1:] if argv is None else argv)
+        command = " ".join(["python -m rlmig.eval.report", *([shlex.join(given)] if given else [])])
+        path = run_report(config, command, quiet=args.quiet)
+    except RlmigError as exc:
+        print(f"rlmig: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} and its figures in {config.figures_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
