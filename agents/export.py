@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from rlmig.envs.mig_reconfig import OBS_VERSION, EnvSpec
 
+from rlmig.envs.mig_reconfig import OBS_VERSION, EnvSpec
 from rlmig.planners.rl import layout_actions
 from rlmig.policy import NumpyPolicy, save_policy
 

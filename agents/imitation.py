@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from rlmig.envs.mig_reconfig import MigReconfigEnv
 
 Act = Callable[[np.ndarray, np.ndarray], int]

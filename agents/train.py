@@ -31,16 +31,16 @@ import torch
 import yaml
 from rich.console import Console
 from rich.progress import Progress
-from rlmig.agents.export import export_checkpoint, numpy_policy
-from rlmig.agents.imitation import Demonstrations, behaviour_cloning, rollout
-from rlmig.envs.mig_reconfig import MigReconfigEnv
-from rlmig.envs.scenarios import ScenarioSampler
 from sb3_contrib import MaskablePPO
 from sb3_contrib.common.wrappers import ActionMasker
 from stable_baselines3.common.callbacks import CheckpointCallback
 from stable_baselines3.common.vec_env import DummyVecEnv
 from torch.utils.tensorboard import SummaryWriter
 
+from rlmig.agents.export import export_checkpoint, numpy_policy
+from rlmig.agents.imitation import Demonstrations, behaviour_cloning, rollout
+from rlmig.envs.mig_reconfig import MigReconfigEnv
+from rlmig.envs.scenarios import ScenarioSampler
 from rlmig.errors import ConfigError
 from rlmig.planners import make_planner, run_planner
 from rlmig.planners.ilp import IlpPlanner

@@ -12,9 +12,9 @@ import argparse
 import time
 
 import numpy as np
-from rlmig.envs import MigReconfigEnv
 
 from benchmarks.workloads import cluster_workload
+from rlmig.envs import MigReconfigEnv
 
 
 def main() -> None:

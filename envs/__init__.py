@@ -11,6 +11,7 @@ Importing this package registers ``rlmig/MigReconfig-v0``::
 from __future__ import annotations
 
 import gymnasium as gym
+
 from rlmig.envs.mig_reconfig import MAX_GPUS, MAX_TENANTS, OBS_VERSION, EnvSpec, MigReconfigEnv
 
 if "rlmig/MigReconfig-v0" not in gym.registry:

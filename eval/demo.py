@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+
 from rlmig.eval.harness import Evaluation, RichProgress, evaluate, resolve_scenario
 from rlmig.eval.plots import goodput_plot
-
 from rlmig.planners import make_planner
 
 DEMO_SCENARIO = "azure-retrain"

@@ -48,9 +48,9 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rlmig.eval.tables import TableData, fmt, fmt_ms
 
 from rlmig.errors import ConfigError, RlmigError
+from rlmig.eval.tables import TableData, fmt, fmt_ms
 from rlmig.planners import PLANNERS, Planner, PlannerRun, make_planner, run_planner
 from rlmig.workload import Workload, load_workload, parse_workload
 

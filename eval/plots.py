@@ -37,8 +37,8 @@ from rlmig.configuration import Configuration
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from rlmig.eval.harness import EvalResult, Evaluation
 
+    from rlmig.eval.harness import EvalResult, Evaluation
     from rlmig.workload import Workload
 
 _IDLE = "#d9d9d9"

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rlmig.errors import RlmigError
 from rlmig.eval.harness import (
     LEGEND,
     REFERENCE,
@@ -50,8 +51,6 @@ from rlmig.eval.harness import (
 from rlmig.eval.plots import write_plots
 from rlmig.eval.serve import PARVAGPU_GPUS, lower_bounds, serve_table
 from rlmig.eval.sweep import DEFAULT_SIZES, SweepPoint, latency_sweep, sweep_plot, sweep_table
-
-from rlmig.errors import RlmigError
 from rlmig.workload import Workload
 
 EVAL_DIR = Path(__file__).resolve().parent

@@ -27,9 +27,9 @@ import math
 
 import numpy as np
 import pulp
+
 from rlmig.eval.harness import Evaluation
 from rlmig.eval.tables import TableData
-
 from rlmig.planners import serve_rates
 from rlmig.planners.ilp import make_solver, maximal_layouts
 from rlmig.simulator import Simulator

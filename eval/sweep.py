@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from rlmig.eval.harness import TimeLimit, build_planner, planner_names
 from rlmig.eval.tables import TableData, fmt_ms
-
 from rlmig.planners import run_planner
 from rlmig.workload import Workload, parse_workload
 
@@ -33,8 +33,8 @@ MODELS = ["resnet50", "bert", "vgg16", "mobilenetv2", "densenet121", "inceptionv
 
 
 def cluster_workload(gpus: int = 8, tenants: int = 8, interval_s: float = 60, seed: int = 0) -> Workload:
-    """A dynamic workload of `gpus` A100-80GB and `tenants` diurnal tenants (every other retraining);
-    the same as `benchmarks.workloads.cluster_workload`, which is not part of the installed package."""
+    """A dynamic workload of `gpus` A100-80GB and `tenants` diurnal tenants (every other retraining):
+    the cluster of the latency sweep and of the timing scripts in benchmarks/."""
     spec = []
     for i in range(tenants):
         tenant: dict[str, object] = {

@@ -13,11 +13,11 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("sb3_contrib")
 
+from sb3_contrib import MaskablePPO
+
 from rlmig.agents.export import numpy_policy
 from rlmig.agents.train import load_config, train
 from rlmig.envs import MigReconfigEnv
-from sb3_contrib import MaskablePPO
-
 from rlmig.errors import ConfigError, RlmigError
 from rlmig.planners import run_planner
 from rlmig.planners.rl import RlPlanner, load_checkpoint

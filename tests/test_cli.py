@@ -84,10 +84,10 @@ def test_bad_input_gets_one_line_and_exit_2(capsys, argv, message):
     assert err.count("\n") == 1 and err.startswith("rlmig: error: ") and message in err
 
 
-def test_demo_shows_the_models_and_layouts(capsys):
-    code, out, _ = run(capsys, "demo")
-    assert code == 0
-    assert "MIG-capable GPU models" in out and "The 78 maximal MIG layouts of A100-80GB" in out
+def test_demo_compares_the_planners_and_writes_its_plot(capsys, tmp_path):
+    code, out, _ = run(capsys, "demo", "--out", str(tmp_path))
+    assert code == 0 and "azure-retrain" in out and "ekya" in out and "ilp" in out
+    assert (tmp_path / "rlmig-demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_installed_console_script_never_prints_a_traceback():

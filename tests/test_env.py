@@ -8,13 +8,13 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-import rlmig.envs
 from gymnasium.utils.env_checker import check_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import rlmig.envs
 from rlmig.envs import MigReconfigEnv
 from rlmig.envs.scenarios import ScenarioSampler
-
 from rlmig.planners import make_planner, run_planner
 from rlmig.workload import load_workload
 

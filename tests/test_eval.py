@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rich.console import Console
+
+from rlmig.cli import cli, main
+from rlmig.cli_eval import eval_command
+from rlmig.errors import RlmigError
 from rlmig.eval.demo import run_demo
 from rlmig.eval.harness import (
     build_planner,
@@ -24,10 +28,6 @@ from rlmig.eval.plots import write_plots
 from rlmig.eval.report import main as report_main
 from rlmig.eval.serve import lower_bounds, serve_table
 from rlmig.eval.sweep import latency_sweep, sweep_plot, sweep_table
-
-from rlmig.cli import cli, main
-from rlmig.cli_eval import eval_command
-from rlmig.errors import RlmigError
 from rlmig.planners import PLANNERS, ClusterState, Decision, Planner, make_planner
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from rlmig.envs.mig_reconfig import OBS_VERSION, MigReconfigEnv
 
 from rlmig.cli import cli, main
 from rlmig.cli_agent import agent_command
+from rlmig.envs.mig_reconfig import OBS_VERSION, MigReconfigEnv
 from rlmig.executor import FakeNvml, FakeTenantHooks, NvmlBackend
 from rlmig.executor.planfile import parse_configuration
 from rlmig.node import (
