@@ -206,15 +206,20 @@ def train(config_path: str | Path, out: str | Path | None = None, export: str | 
                     demos.save(demos_path)  # every episode: a rerun resumes from here
                     mark("demonstrations", episodes=episode + 1, states=len(demos))
                     bar.advance(task)
-        stats = behaviour_cloning(
-            model.policy,
-            demos,
-            epochs=im.epochs,
-            batch_size=im.batch_size,
-            learning_rate=im.learning_rate,
-            seed=cfg.seed,
-            log=writer.add_scalar,
-        )
+
+        def clone(demos: Demonstrations, round_: int) -> dict[str, float]:
+            return behaviour_cloning(
+                model.policy,
+                demos,
+                epochs=im.epochs,
+                batch_size=im.batch_size,
+                learning_rate=im.learning_rate,
+                seed=cfg.seed + round_,
+                log=writer.add_scalar,
+                step=round_ * im.epochs,
+            )
+
+        stats = clone(demos, 0)
         console.print(f"behaviour cloning on {len(demos)} states: {stats}")
 
         # 3. DAgger: the expert labels the states the policy visits. -----------------------------
@@ -237,16 +242,7 @@ def train(config_path: str | Path, out: str | Path | None = None, export: str | 
                     returns.append(ret)
                     bar.advance(task)
             demos.save(demos_path)
-            stats = behaviour_cloning(
-                model.policy,
-                demos,
-                epochs=im.epochs,
-                batch_size=im.batch_size,
-                learning_rate=im.learning_rate,
-                seed=cfg.seed + round_ + 1,
-                log=writer.add_scalar,
-                step=(round_ + 1) * im.epochs,
-            )
+            stats = clone(demos, round_ + 1)
             writer.add_scalar("dagger/episode_return", float(np.mean(returns)), round_)
             console.print(
                 f"DAgger round {round_ + 1}: {len(demos)} states, return {np.mean(returns):.3f}, {stats}"
