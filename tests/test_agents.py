@@ -19,7 +19,7 @@ from rlmig.agents.export import numpy_policy
 from rlmig.agents.train import load_config, train
 from rlmig.envs import MigReconfigEnv
 from rlmig.errors import ConfigError, RlmigError
-from rlmig.planners import run_planner
+from rlmig.planners import make_planner, run_planner
 from rlmig.planners.rl import RlPlanner, load_checkpoint
 from rlmig.policy import NumpyPolicy, load_policy
 from rlmig.workload import load_workload
@@ -128,3 +128,14 @@ def test_config_errors_name_the_field(tmp_path):
     with pytest.raises(ConfigError, match="scenarios: "):
         load_config(bad)
     assert load_config(TINY).ppo.timesteps == 256
+
+
+def test_workloads_beyond_the_policy_go_to_the_fallback(trained):
+    _, folder = trained
+    big = load_workload(ROOT / "eval" / "scenarios" / "parvagpu-slo6.yaml")  # 24 GPUs, 11 tenants
+    run = run_planner(big, RlPlanner(folder))
+    parva = run_planner(big, make_planner("parva"))
+    assert [str(c) for c in run.result.configurations] == [str(c) for c in parva.result.configurations]
+    assert run.result.metrics.slo_attainment == 1.0
+    with pytest.raises(RlmigError, match="up to 8 GPUs and 8 tenants, and has no fallback"):
+        run_planner(big, RlPlanner(folder, fallback=None))

@@ -1,5 +1,8 @@
 """The learned policy behind the planner interface, with a guard.
 
+A workload beyond the policy's limits (more GPUs or tenants than it was trained for, another GPU model)
+is planned by the first fallback heuristic instead.
+
 The policy decides an interval as the environment's sequence of masked sub-actions (`MigReconfigEnv`
 in decision mode: `begin`, `choose`, `decided_configuration`), with numpy alone. The guard then asks
 the simulator what the proposal, the current configuration and (optionally) a heuristic fallback would
@@ -86,7 +89,24 @@ class RlPlanner(Planner):
                 return env.decided_configuration()
             obs = env._observation()
 
+    def fits(self, workload: Workload) -> bool:
+        """Whether the policy can decide this workload (its GPU model, at most its GPUs and tenants)."""
+        spec = self.env.spec_
+        return (
+            workload.gpu == spec.gpu
+            and workload.gpu_count <= spec.max_gpus
+            and len(workload.tenants) <= spec.max_tenants
+        )
+
     def plan(self, state: ClusterState) -> Decision:
+        if not self.fits(state.workload):
+            # Beyond the policy's limits (more GPUs or tenants, another GPU model): the fallback decides.
+            if not self.fallback_names:
+                raise RlmigError(
+                    f"the policy handles {self.env.spec_.gpu.name} with up to {self.env.spec_.max_gpus} GPUs "
+                    f"and {self.env.spec_.max_tenants} tenants, and has no fallback planner"
+                )
+            return self._fallback_planners()[0].plan(state)
         proposal = self.propose(state)
         if not self.guard:
             return Decision(proposal)
