@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlmig.envs.mig_reconfig import OBS_VERSION, EnvSpec
-from rlmig.planners.rl import layout_actions
+from rlmig.envs.mig_reconfig import EnvSpec
+from rlmig.planners.rl import policy_card
 from rlmig.policy import NumpyPolicy, save_policy
 
 _ACTIVATIONS = {torch.nn.Tanh: "tanh", torch.nn.ReLU: "relu"}
@@ -33,14 +33,4 @@ def export_checkpoint(
     policy: torch.nn.Module, spec: EnvSpec, folder: str | Path, card: dict[str, Any]
 ) -> Path:
     """Write the checkpoint: numpy weights and a card with what the policy is for and how it was made."""
-    full_card = {
-        "gpu_model": spec.gpu.name,
-        "max_gpus": spec.max_gpus,
-        "max_tenants": spec.max_tenants,
-        "observation_version": OBS_VERSION,
-        "obs_size": spec.obs_size,
-        "n_actions": spec.n_actions,
-        **card,
-        "layouts": layout_actions(spec),
-    }
-    return save_policy(folder, numpy_policy(policy), full_card)
+    return save_policy(folder, numpy_policy(policy), policy_card(spec, **card))

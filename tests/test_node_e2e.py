@@ -14,7 +14,7 @@ import yaml
 
 from rlmig.cli import cli, main
 from rlmig.cli_agent import agent_command
-from rlmig.envs.mig_reconfig import OBS_VERSION, MigReconfigEnv
+from rlmig.envs.mig_reconfig import MigReconfigEnv
 from rlmig.executor import FakeNvml, FakeTenantHooks, NvmlBackend
 from rlmig.executor.planfile import parse_configuration
 from rlmig.node import (
@@ -26,7 +26,7 @@ from rlmig.node import (
     parse_prometheus_text,
 )
 from rlmig.planners import make_planner, run_planner
-from rlmig.planners.rl import RlPlanner, layout_actions
+from rlmig.planners.rl import RlPlanner, policy_card
 from rlmig.policy import NumpyPolicy, save_policy
 from rlmig.simulator import Simulator
 from rlmig.workload import Workload, load_workload
@@ -86,17 +86,7 @@ def tiny_policy(seed: int = 0, hidden: int = 16) -> NumpyPolicy:
 
 def write_checkpoint(folder: Path) -> Path:
     """A checkpoint folder `load_checkpoint` accepts, holding `tiny_policy` (no torch needed)."""
-    spec = MigReconfigEnv(gpu="A100-80GB").spec_
-    card = {
-        "gpu_model": "A100-80GB",
-        "max_gpus": spec.max_gpus,
-        "max_tenants": spec.max_tenants,
-        "observation_version": OBS_VERSION,
-        "obs_size": spec.obs_size,
-        "n_actions": spec.n_actions,
-        "layouts": layout_actions(spec),
-    }
-    return save_policy(folder, tiny_policy(), card)
+    return save_policy(folder, tiny_policy(), policy_card(MigReconfigEnv(gpu="A100-80GB").spec_))
 
 
 def fake_agent(workload: Workload, planner: object, **options: object) -> tuple[NodeAgent, FakeNvml]:

@@ -33,6 +33,20 @@ def layout_actions(spec: EnvSpec) -> list[list[dict[str, object]]]:
     return [[inst.to_json() for inst in layout.instances] for layout in spec.layouts]
 
 
+def policy_card(spec: EnvSpec, **extra: object) -> dict[str, object]:
+    """The card fields that tie a policy to an environment (what `load_checkpoint` checks), plus `extra`."""
+    return {
+        "gpu_model": spec.gpu.name,
+        "max_gpus": spec.max_gpus,
+        "max_tenants": spec.max_tenants,
+        "observation_version": OBS_VERSION,
+        "obs_size": spec.obs_size,
+        "n_actions": spec.n_actions,
+        **extra,
+        "layouts": layout_actions(spec),
+    }
+
+
 def load_checkpoint(folder: str | Path) -> tuple[NumpyPolicy, dict]:
     """A checkpoint this installation can run: its card must name a known GPU model, the current
     observation layout version, and the same layout actions as this installation's MIG geometry."""
