@@ -65,10 +65,13 @@ def _console() -> Console:
     return console
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
 @click.version_option(package_name="rlmig")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """rlmig: learned NVIDIA MIG partitioning for shared inference GPUs."""
+    if ctx.invoked_subcommand is None:  # `rlmig` alone: the help, not an error
+        click.echo(ctx.get_help())
 
 
 def _gpus_table(models: Sequence[GpuModel]) -> Table:
@@ -244,6 +247,8 @@ def plan(
         return
     console = _console()
     optimal = {True: "proven optimal", False: "not proven optimal", None: "heuristic"}[decision.optimal]
+    if decision.optimal is False:
+        optimal += f" (gap {decision.gap:.2%})" if decision.gap is not None else " (gap unknown)"
     console.print(
         f"[bold]{workload.name}[/bold] ({workload.mode}): {planner.name} uses {document['gpus_used']} of "
         f"{workload.gpu_count} x {workload.gpu.name}, {optimal}, {decision.solve_seconds * 1e3:.1f} ms"
@@ -306,6 +311,7 @@ def plan_json(
         "gpus": gpus,
         "unmet": unmet,
         "optimal": bool(decision.optimal) if decision.optimal is not None else False,
+        "gap": decision.gap,
         "objective": decision.objective,
         "solve_seconds": float(decision.solve_seconds),
     }

@@ -84,7 +84,7 @@ def test_myopic_ilp_is_optimal_against_brute_force(k, progress, active, accuracy
         return float(sim.step(k, state.copy(), sim.encode(config), prev, rates)[0].goodput.sum())
 
     best = max(goodput(c) for c in every_configuration(sim))
-    decision = IlpPlanner(gap=0.0).plan(state_at(sim, k, state, previous, rates))
+    decision = IlpPlanner(gap=0.0, time_limit=None).plan(state_at(sim, k, state, previous, rates))
     assert decision.optimal
     assert decision.objective == pytest.approx(best, rel=1e-6)
     assert goodput(decision.configuration) == pytest.approx(best, rel=1e-6)
@@ -96,7 +96,7 @@ def test_myopic_ilp_is_optimal_against_brute_force(k, progress, active, accuracy
         ("spike-shift.yaml", 0, 1),
         ("spike-shift.yaml", 5, 3),
         ("azure-retrain.yaml", 3, 1),
-        ("spike-shift.yaml", 19, 3),  # detect's window ends inside the horizon: both accuracy cases
+        ("spike-shift.yaml", 19, 2),  # detect's window ends inside the horizon: both accuracy cases
     ],
 )
 def test_objective_equals_the_simulated_goodput_of_the_plan(scenario, at, horizon):
@@ -111,11 +111,12 @@ def test_objective_equals_the_simulated_goodput_of_the_plan(scenario, at, horizo
         encoded_previous = sim.encode(current) if current is not None else None
         _, state = sim.step(k, state, sim.encode(config), encoded_previous, rates[k])
         current = config
-    # Equality holds for any plan the solver returns, proven optimal or stopped by the time limit.
-    planner = IlpPlanner(horizon=horizon, foresight=True, time_limit=5)
+    # No time limit: the test must not depend on the machine's speed, and equality needs the optimum
+    # (a plan stopped early may count a job that completes as not completed: a lower bound).
+    planner = IlpPlanner(horizon=horizon, foresight=True, time_limit=None, gap=0.0)
     cluster = ClusterState(workload, sim, at, current, state.copy(), rates[:at], rates[at : at + horizon])
     decision = planner.plan(cluster)
-    assert len(decision.horizon_plan) == horizon
+    assert decision.optimal and len(decision.horizon_plan) == horizon
     total = 0.0
     for h, config in enumerate(decision.horizon_plan):
         encoded_previous = sim.encode(current) if current is not None else None
@@ -128,7 +129,7 @@ def test_objective_equals_the_simulated_goodput_of_the_plan(scenario, at, horizo
 @pytest.mark.parametrize(("number", "parvagpu"), [(1, 2), (2, 3), (3, 5), (4, 7), (5, 13), (6, 17)])
 def test_serve_mode_uses_no_more_gpus_than_parvagpu(number, parvagpu):
     workload = load_workload(SCENARIOS / f"parvagpu-slo{number}.yaml")
-    run = run_planner(workload, make_planner("ilp"))
+    run = run_planner(workload, make_planner("ilp", time_limit=None))
     decision = run.decisions[0]
     assert decision.optimal
     assert decision.objective <= parvagpu
@@ -160,7 +161,7 @@ def test_serve_mode_is_optimal_against_brute_force():
         return False
 
     fewest = next(n for n in range(1, 4) if can_serve(n))
-    decision = run_planner(workload, make_planner("ilp")).decisions[0]
+    decision = run_planner(workload, make_planner("ilp", time_limit=None)).decisions[0]
     assert decision.optimal and decision.objective == fewest
 
 
@@ -204,10 +205,21 @@ def test_lookahead_retrains_across_intervals_when_one_is_not_enough():
     state = sim.initial_state()
     rate_4g = sim.train_rate[0, sim.profile_index[sim.gpu.profile("4g.24gb").id]]
     assert 60 * rate_4g < 40000 < 2 * 60 * rate_4g * 0.9
-    myopic = IlpPlanner().plan(state_at(sim, 0, state, None, rates[0]))
-    roles = [o.role for g in myopic.configuration.gpus for o in g.owners if o]
-    assert "retraining" not in roles  # nothing to gain within one interval
-    ahead = IlpPlanner(horizon=3, foresight=True).plan(
+    myopic = IlpPlanner(gap=0.0, time_limit=None).plan(state_at(sim, 0, state, None, rates[0]))
+    # Nothing to gain within one interval: the myopic objective is the goodput of its plan's inference
+    # alone (a retraining instance kept from its start plan earns it nothing).
+    inference_only = Configuration(
+        sim.gpu,
+        tuple(
+            GpuConfig(
+                g.layout, tuple(o if o is not None and o.role == "inference" else None for o in g.owners)
+            )
+            for g in myopic.configuration.gpus
+        ),
+    )
+    outcome, _ = sim.step(0, state.copy(), sim.encode(inference_only), None, rates[0])
+    assert myopic.objective == pytest.approx(float(outcome.goodput.sum()), rel=1e-9)
+    ahead = IlpPlanner(horizon=3, foresight=True, gap=0.0, time_limit=None).plan(
         ClusterState(workload, sim, 0, None, state, rates[:0], rates[0:3])
     )
     first = [o.role for g in ahead.configuration.gpus for o in g.owners if o]

@@ -333,7 +333,9 @@ def test_agent_with_the_mig_parted_backend_writes_configs(tmp_path):
     rates.write_text(json.dumps({"detect": 300, "qa": 400, "thumbs": 600}))
     config_file = tmp_path / "mig.yaml"
     node = MigPartedNode(workload.gpu, workload.gpu_count, path=config_file)
-    agent = NodeAgent(workload, make_planner("ilp", gap=0.0), node, FileRates(rates, workload.tenant_names))
+    agent = NodeAgent(
+        workload, make_planner("ilp", gap=0.0, time_limit=None), node, FileRates(rates, workload.tenant_names)
+    )
     first = agent.round()
     assert first.result == "applied" and config_file.exists()
     decided = first.decision.configuration

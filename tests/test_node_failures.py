@@ -29,7 +29,7 @@ class Scripted(Planner):
     name = "scripted"
 
     def __init__(self, fail_at: set[int] = frozenset()) -> None:  # type: ignore[assignment]
-        self.inner = make_planner("ilp", gap=0.0)
+        self.inner = make_planner("ilp", gap=0.0, time_limit=None)
         self.fail_at = fail_at
         self.calls: list[int] = []
 
@@ -57,7 +57,7 @@ def test_planner_exception_keeps_the_configuration(tmp_path):
 def test_executor_failure_is_reconciled_next_round(tmp_path):
     workload = load_workload(write_workload(tmp_path))
     metrics = AgentMetrics()
-    agent, fake = fake_agent(workload, make_planner("ilp", gap=0.0), metrics=metrics)
+    agent, fake = fake_agent(workload, make_planner("ilp", gap=0.0, time_limit=None), metrics=metrics)
     for _ in range(SHIFT + 1):
         agent.round()
     before = agent.configurations[-1]
@@ -156,7 +156,9 @@ def _agent_with_journal(tmp_path: Path, grace_s: float):
     stop = StopSignal(grace_s)
     journal = tmp_path / "journal.jsonl"
     node = ExecutorNode(NvmlBackend(workload.gpu, fake), journal=journal, hooks=hooks, stop=stop)
-    agent = NodeAgent(workload, make_planner("ilp", gap=0.0), node, SimulatedRates(workload), interval_s=0)
+    agent = NodeAgent(
+        workload, make_planner("ilp", gap=0.0, time_limit=None), node, SimulatedRates(workload), interval_s=0
+    )
     return workload, fake, hooks, journal, agent
 
 
@@ -184,7 +186,9 @@ def test_sigterm_mid_apply_past_the_grace_leaves_a_recoverable_journal(tmp_path,
 
     # The next start (a new agent on the same node and journal) recovers the open run to its target.
     node = ExecutorNode(NvmlBackend(workload.gpu, fake), journal=journal, hooks=FakeTenantHooks(fake))
-    NodeAgent(workload, make_planner("ilp", gap=0.0), node, SimulatedRates(workload), interval_s=0).start()
+    NodeAgent(
+        workload, make_planner("ilp", gap=0.0, time_limit=None), node, SimulatedRates(workload), interval_s=0
+    ).start()
     assert Journal(journal).last_run(workload.gpu).finished
     assert node.read() == run.target
     for placed in run.target.placed():

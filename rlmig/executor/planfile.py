@@ -14,7 +14,7 @@ Usage::
 
 The format::
 
-    {"gpu_model": "A100-80GB", "gpus_used": 1, "optimal": true, "solve_seconds": 0.1, "unmet": {},
+    {"gpu_model": "A100-80GB", "gpus_used": 1, "optimal": true, "gap": 0.0, "solve_seconds": 0.1, "unmet": {},
      "gpus": [{"index": 0, "mig_enabled": true, "time_shared": [],
                "instances": [{"profile": "3g.40gb", "start": 4, "tenant": "bert", "role": "inference",
                               "throughput": 812.0}]}]}
@@ -22,7 +22,7 @@ The format::
 GPUs are listed in index order, each once; ``mig_enabled`` defaults to true and ``time_shared`` to none.
 A MIG-disabled GPU has no instances and lists the tenants that time-share it. ``role`` is inference,
 retraining or idle (``tenant`` null). A profile is a name as shown or an NVML profile ID. The keys the
-executor does not need (``gpus_used``, ``unmet``, ``optimal``, ``solve_seconds``, ``throughput``) are
+executor does not need (``gpus_used``, ``unmet``, ``optimal``, ``gap``, ``solve_seconds``, ``throughput``) are
 type-checked when present. `configuration_json` writes the same format back.
 """
 
@@ -81,6 +81,7 @@ def parse_configuration(doc: object, what: str = "plan") -> Configuration:
         ("gpus_used", _is_int, "an integer"),
         ("optimal", lambda v: isinstance(v, bool), "true or false"),
         ("solve_seconds", _is_number, "a number"),
+        ("gap", lambda v: v is None or _is_number(v), "a number or null"),
         ("unmet", lambda v: isinstance(v, dict), "an object"),
     ):
         if key in doc and not check(doc[key]):

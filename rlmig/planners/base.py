@@ -57,6 +57,7 @@ class Decision:
     objective: float | None = None  # the planner's own objective value, when it has one
     solve_seconds: float = 0.0
     horizon_plan: tuple[Configuration, ...] = ()  # planners that look ahead: the plan of every step
+    gap: float | None = None  # solvers: relative gap to the solver's bound when it stopped (None: unknown)
 
 
 class Planner(ABC):

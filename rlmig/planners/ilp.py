@@ -41,28 +41,16 @@ import pulp
 from rlmig.configuration import Configuration, GpuConfig, Owner, settle
 from rlmig.errors import RlmigError
 from rlmig.geometry import GpuModel, Instance, Layout
+from rlmig.planners import mip
 from rlmig.planners.base import ClusterState, Decision, Planner
+from rlmig.planners.mip import SolveResult
 from rlmig.simulator import INFERENCE, RETRAINING, Simulator
 
 _ROLE_NAMES = {INFERENCE: "inference", RETRAINING: "retraining"}
 
 
-def make_solver(
-    time_limit: float | None = None, gap: float | None = None, threads: int | None = 1
-) -> pulp.LpSolver:
-    """HiGHS through highspy when available, else CBC; both silent, with the given limits."""
-    highs = pulp.HiGHS(msg=False, timeLimit=time_limit, gapRel=gap, threads=threads)
-    if highs.available():
-        return highs
-    return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=gap, threads=threads)
-
-
-def _solve(problem: pulp.LpProblem, solver: pulp.LpSolver) -> bool:
-    """Solve; True when optimality (within the gap) is proven. Raises when no solution was found."""
-    problem.solve(solver)
-    if problem.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
-        raise RlmigError(f"the ILP found no solution ({pulp.LpStatus[problem.status]})")
-    return problem.sol_status == pulp.LpSolutionOptimal
+def _role(owner: Owner) -> int:
+    return RETRAINING if owner.role == "retraining" else INFERENCE
 
 
 def _value(var: pulp.LpVariable | pulp.LpAffineExpression | float) -> float:
@@ -78,24 +66,37 @@ def maximal_layouts(gpu: GpuModel) -> list[Layout]:
 # -- serve mode ---------------------------------------------------------------------------------
 
 
+def _containing_layout(layouts: list[Layout], instances: tuple[Instance, ...]) -> Layout:
+    """The layout among `layouts` holding the most of `instances` (all of them when one can)."""
+    wanted = set(instances)
+    return max(layouts, key=lambda lay: len(wanted.intersection(lay.instances)))
+
+
 def plan_serve(
-    simulator: Simulator, rates: np.ndarray, *, time_limit: float | None = None, gap: float = 0.0
-) -> tuple[Configuration, bool, float]:
+    simulator: Simulator,
+    rates: np.ndarray,
+    *,
+    time_limit: float | None = None,
+    gap: float = 0.0,
+    start: Configuration | None = None,
+) -> tuple[Configuration, SolveResult, float]:
     """The fewest GPUs (at most the workload's) carrying `rates` (req/s per tenant), load that cannot
-    be carried left unmet. Returns the configuration, whether optimality was proven, and the GPUs used."""
+    be carried left unmet. `start` (a heuristic's plan) is the solver's first incumbent, so a binding
+    time limit returns at least as good a plan. Returns the configuration, how the solve ended, and
+    the GPUs used."""
     workload = simulator.workload
     gpu = workload.gpu
     budget = workload.gpu_count
     profiles = list(gpu.profiles)
+    layouts = maximal_layouts(gpu)
     mixes: dict[tuple[int, ...], Layout] = {}
-    for layout in maximal_layouts(gpu):
+    for layout in layouts:
         counts = layout.counts()
         key = tuple(counts.get(p, 0) for p in profiles)
         mixes.setdefault(key, layout)
     tenants = range(len(workload.tenants))
     cap = simulator.capacity
     pairs = [(j, t) for j in range(len(profiles)) for t in tenants if cap[t, j] > 0 and rates[t] > 0]
-    solver = make_solver(time_limit, gap)
 
     def model(unmet_bound: float | None) -> tuple[pulp.LpProblem, dict, dict, dict]:
         problem = pulp.LpProblem("serve", pulp.LpMinimize)
@@ -118,12 +119,42 @@ def plan_serve(
             problem += pulp.lpSum(n.values())
         return problem, n, z, u
 
-    # Lexicographic: first the least unmet load (relative to each tenant's rate), then the fewest GPUs.
-    first, _, _, _ = model(None)
-    optimal_first = _solve(first, solver)
+    def start_of(config: Configuration, n: dict, z: dict) -> dict[pulp.LpVariable, float]:
+        """`config` as values of the model's integer variables: each used MIG GPU counts as the mix of
+        a maximal layout holding its instances, each inference instance as one of its tenant's."""
+        mix_count = dict.fromkeys(n, 0)
+        owned = dict.fromkeys(z, 0)
+        for g in config.gpus:
+            if not (g.mig_enabled and g.used):
+                continue
+            layout = _containing_layout(layouts, g.layout.instances)
+            counts = layout.counts()
+            mix_count[tuple(counts.get(p, 0) for p in profiles)] += 1
+            for inst, owner in g.items():
+                if owner is None or owner.role != "inference" or inst not in layout.instances:
+                    continue
+                key = (simulator.profile_index[inst.profile.id], simulator.tenant_index[owner.tenant])
+                if key in owned:
+                    owned[key] += 1
+        values: dict[pulp.LpVariable, float] = {n[m]: float(c) for m, c in mix_count.items()}
+        values.update({z[k]: float(c) for k, c in owned.items()})
+        return values
+
+    # Lexicographic: first the least unmet load (relative to each tenant's rate), then the fewest GPUs;
+    # the first stage's solution starts the second (it is feasible there by construction).
+    first, n1, z1, _ = model(None)
+    first_start = start_of(start, n1, z1) if start is not None else None
+    first_result = mip.solve(first, time_limit=time_limit, gap=gap, start=first_start)
     least_unmet = max(0.0, _value(first.objective))
     problem, n, z, _u = model(least_unmet)
-    optimal = _solve(problem, solver) and optimal_first
+    second_start = {n[m]: round(_value(n1[m])) for m in mixes}
+    second_start.update({z[k]: round(_value(z1[k])) for k in z})
+    result = mip.solve(problem, time_limit=time_limit, gap=gap, start=second_start)
+    result = SolveResult(
+        result.optimal and first_result.optimal,
+        None if result.gap is None or first_result.gap is None else max(result.gap, first_result.gap),
+        result.status,
+    )
     counts = {m: round(_value(var)) for m, var in n.items()}
     left = {(j, t): round(_value(var)) for (j, t), var in z.items()}
     gpus: list[GpuConfig] = []
@@ -139,7 +170,7 @@ def plan_serve(
                     owners[inst] = Owner(workload.tenants[tenant].name)
             gpus.append(settle(layout, owners, gpu.empty_layout()))  # no idle instance is created
     gpus.extend(GpuConfig(gpu.empty_layout(), ()) for _ in range(budget - len(gpus)))
-    return Configuration(gpu, tuple(gpus)), optimal, float(sum(counts.values()))
+    return Configuration(gpu, tuple(gpus)), result, float(sum(counts.values()))
 
 
 # -- dynamic mode -------------------------------------------------------------------------------
@@ -200,6 +231,8 @@ class DynamicModel:
         self.vars: list[_Var] = []
         self.layout_vars: dict[tuple[int, int], dict[Layout, pulp.LpVariable]] = {}
         self.goodput: dict[tuple[int, int], pulp.LpVariable] = {}
+        self.by_slot: dict[tuple[int, int, Instance], list[_Var]] = {}
+        self.done_vars: list[pulp.LpVariable] = []  # retraining completion binaries
         self._names = itertools.count()
         self._build()
 
@@ -214,8 +247,7 @@ class DynamicModel:
         for placed in current.placed():
             if placed.owner is None:
                 continue
-            t = self.sim.tenant_index[placed.owner.tenant]
-            r = RETRAINING if placed.owner.role == "retraining" else INFERENCE
+            t, r = self.sim.tenant_index[placed.owner.tenant], _role(placed.owner)
             keys.add((placed.gpu, placed.instance.start, placed.instance.profile.id, t, r))
         return keys
 
@@ -228,7 +260,7 @@ class DynamicModel:
         frac = self.down / self.dt
 
         # Layouts and owners.
-        by_slot: dict[tuple[int, int, Instance], list[_Var]] = {}
+        by_slot = self.by_slot
         for g in range(n_gpus):
             for h in range(H):
                 choices = layouts
@@ -395,6 +427,7 @@ class DynamicModel:
                             sim.train_rate[t, v.j] * w * ind for w, ind in self._pieces(v, dt - down, dt)
                         )
                     done = self._var(0, 1, "Binary")
+                    self.done_vars.append(done)
                     self.problem += done >= done_prev
                     self.problem += remaining * done <= work
                     e = self._var(0, dt)
@@ -423,6 +456,58 @@ class DynamicModel:
                 done_prev = done
             # The job's state at the segment's end: done (1), not done (0) or a binary of the model.
             done_end = done_prev if running else 1.0
+
+    # -- the starting solution ------------------------------------------------------------------
+
+    def start(self, current: Configuration | None) -> dict[pulp.LpVariable, float]:
+        """A feasible solution to start the solver from: `current` (the configuration in place, or a
+        heuristic's) within the fixed choices in every step, no retraining job counted as complete.
+        Every integer variable is given; the solver completes the continuous ones.
+
+        Per GPU the layout is the fixed one, else the maximal layout holding the most of the current
+        instances (a MIG-disabled or empty GPU: any, all idle). An instance keeps its fixed owner,
+        else its current owner where that owner has a variable there (a segment, or retraining), at
+        most one retraining instance per tenant."""
+        layouts = maximal_layouts(self.gpu)
+        owners: dict[tuple[int, Instance], tuple[int, int]] = {}
+        chosen: dict[int, Layout] = {}
+        for g in range(self.workload.gpu_count):
+            gpu_config = current.gpus[g] if current is not None else None
+            existing = gpu_config.layout.instances if gpu_config is not None else ()
+            chosen[g] = self.fixed.layouts.get(g) or _containing_layout(layouts, existing)
+        retraining: set[int] = set()
+        for (g, inst), owner in self.fixed.owners.items():
+            if owner is not None:
+                key = (self.sim.tenant_index[owner.tenant], _role(owner))
+                owners[g, inst] = key
+                if key[1] == RETRAINING:
+                    retraining.add(key[0])
+        if current is not None:
+            for placed in current.placed():
+                g, inst, owner = placed.gpu, placed.instance, placed.owner
+                if owner is None or (g, inst) in self.fixed.owners or inst not in chosen[g].instances:
+                    continue
+                t, r = self.sim.tenant_index[owner.tenant], _role(owner)
+                if r == RETRAINING and t in retraining:
+                    continue
+                if any((v.t, v.r) == (t, r) for v in self.by_slot.get((g, 0, inst), [])):
+                    owners[g, inst] = (t, r)
+                    if r == RETRAINING:
+                        retraining.add(t)
+        values: dict[pulp.LpVariable, float] = {}
+        step_layout: dict[tuple[int, int], Layout] = {}
+        for (g, h), y in self.layout_vars.items():
+            # A fixed layout binds the first step only; later steps take a maximal layout holding it.
+            layout = chosen[g] if chosen[g] in y else _containing_layout(list(y), chosen[g].instances)
+            step_layout[g, h] = layout
+            for candidate, var in y.items():
+                values[var] = 1.0 if candidate == layout else 0.0
+        for var in self.vars:
+            mine = owners.get((var.g, var.inst)) == (var.t, var.r)
+            values[var.x] = 1.0 if mine and var.inst in step_layout[var.g, var.h].instances else 0.0
+        for var in self.done_vars:
+            values[var] = 0.0
+        return values
 
     # -- reading the solution -------------------------------------------------------------------
 
@@ -500,10 +585,14 @@ class IlpPlanner(Planner):
         """The best configuration from `state`, respecting `fixed` choices of the first interval."""
         if state.workload.mode == "serve":
             start = time.perf_counter()
-            config, optimal, gpus = plan_serve(
-                state.simulator, state.forecast[0], time_limit=self.time_limit, gap=0.0
+            config, result, gpus = plan_serve(
+                state.simulator,
+                state.forecast[0],
+                time_limit=self.time_limit,
+                gap=0.0,
+                start=heuristic_start(state),
             )
-            return Decision(config, optimal, gpus, time.perf_counter() - start)
+            return Decision(config, result.optimal, gpus, time.perf_counter() - start, gap=result.gap)
         return self.expert_choices(state, fixed).decision
 
     def expert_choices(self, state: ClusterState, fixed: FixedChoices | None = None) -> ExpertChoices:
@@ -511,14 +600,45 @@ class IlpPlanner(Planner):
         dropped) and the owner of each of its instances: what an environment's sub-actions need."""
         start = time.perf_counter()
         model = DynamicModel(state, self.effective_horizon(state), fixed)
-        optimal = _solve(model.problem, make_solver(self.time_limit, self.gap))
+        begin = model.start(state.current if state.current is not None else heuristic_start(state))
+        result = mip.solve(model.problem, time_limit=self.time_limit, gap=self.gap, start=begin)
         plans = model.configurations()
         decision = Decision(
-            plans[0], optimal, _value(model.goodput_expr), time.perf_counter() - start, tuple(plans)
+            plans[0],
+            result.optimal,
+            _value(model.goodput_expr),
+            time.perf_counter() - start,
+            tuple(plans),
+            gap=result.gap,
         )
         layouts = tuple(model.chosen_layout(g, 0) for g in range(state.workload.gpu_count))
         owners = {(g, inst): owner for (g, h, inst), owner in model.owner_of().items() if h == 0}
         return ExpertChoices(state.interval, layouts, owners, decision)
+
+
+def heuristic_start(state: ClusterState) -> Configuration:
+    """A first incumbent where no configuration is in place yet (serve mode, a run's first interval):
+    the better of the ParvaGPU and MIG-serving greedy plans for ``state.forecast[0]`` (least unmet load
+    relative to each tenant's rate, then fewest GPUs)."""
+    from rlmig.planners.baselines import GreedyPlanner, ParvaPlanner
+
+    sim, rates = state.simulator, state.forecast[0]
+
+    def score(config: Configuration) -> tuple[float, int]:
+        capacity = np.zeros(len(rates))
+        for placed in config.placed():
+            if placed.owner is not None and placed.owner.role == "inference":
+                t = sim.tenant_index[placed.owner.tenant]
+                capacity[t] += sim.capacity[t, sim.profile_index[placed.instance.profile.id]]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            short = np.where(rates > 0, np.maximum(rates - capacity, 0.0) / rates, 0.0)
+        return float(short.sum()), sum(1 for g in config.gpus if g.used)
+
+    plans = []
+    for heuristic in (ParvaPlanner(), GreedyPlanner()):
+        heuristic.reset(state.workload)
+        plans.append(heuristic.plan(state).configuration)
+    return min(plans, key=score)
 
 
 class IlpForesightPlanner(IlpPlanner):
