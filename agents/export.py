@@ -8,9 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlmig.envs.mig_reconfig import EnvSpec
-from rlmig.planners.rl import policy_card
-from rlmig.policy import NumpyPolicy, save_policy
+from rlmig.policy import NumpyPolicy, PolicySpec, policy_card, save_policy
 
 _ACTIVATIONS = {torch.nn.Tanh: "tanh", torch.nn.ReLU: "relu"}
 
@@ -30,7 +28,7 @@ def numpy_policy(policy: torch.nn.Module) -> NumpyPolicy:
 
 
 def export_checkpoint(
-    policy: torch.nn.Module, spec: EnvSpec, folder: str | Path, card: dict[str, Any]
+    policy: torch.nn.Module, spec: PolicySpec, folder: str | Path, card: dict[str, Any]
 ) -> Path:
     """Write the checkpoint: numpy weights and a card with what the policy is for and how it was made."""
     return save_policy(folder, numpy_policy(policy), policy_card(spec, **card))

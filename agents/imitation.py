@@ -5,7 +5,7 @@ of the oracle's sub-action under the action mask (the policy's own masked distri
 the value head on the discounted return, so that PPO fine-tuning starts from both. DAgger (Ross, Gordon
 & Bagnell, AISTATS 2011) then rolls out a mixture of expert and policy (the expert's action with
 probability beta) and labels every visited state with the oracle's action from that state
-(`MigReconfigEnv.expert_action`, which re-solves the ILP with the choices already made fixed).
+(`rlmig.agents.expert.Expert`, which re-solves the ILP with the choices already made fixed).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlmig.envs.mig_reconfig import MigReconfigEnv
+from rlmig.agents.expert import Expert
 
 Act = Callable[[np.ndarray, np.ndarray], int]
 
@@ -61,7 +61,7 @@ class Demonstrations:
 
 
 def rollout(
-    env: MigReconfigEnv,
+    expert: Expert,
     seed: int,
     act: Act | None = None,
     beta: float = 1.0,
@@ -73,13 +73,14 @@ def rollout(
     where the expert acts is labelled, and a `label_fraction` of the others (each label is an ILP solve
     once the policy has left the expert's plan). Returns the demonstrations and the episode's return."""
     rng = rng or np.random.default_rng(seed)
+    env = expert.env
     obs, _ = env.reset(seed=seed)
     observations, masks, actions, steps, rewards = [], [], [], [], []
     while True:
         mask = env.action_masks().copy()
         expert_acts = act is None or rng.random() < beta
         if expert_acts or rng.random() < label_fraction:
-            label = env.expert_action()
+            label = expert.action()
             observations.append(obs)
             masks.append(mask)
             actions.append(label)

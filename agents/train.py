@@ -37,14 +37,17 @@ from stable_baselines3.common.callbacks import CheckpointCallback
 from stable_baselines3.common.vec_env import DummyVecEnv
 from torch.utils.tensorboard import SummaryWriter
 
+from rlmig.agents.expert import Expert
 from rlmig.agents.export import export_checkpoint, numpy_policy
 from rlmig.agents.imitation import Demonstrations, behaviour_cloning, rollout
 from rlmig.envs.mig_reconfig import MigReconfigEnv
 from rlmig.envs.scenarios import ScenarioSampler
 from rlmig.errors import ConfigError
+from rlmig.geometry import gpu_model
 from rlmig.planners import make_planner, run_planner
 from rlmig.planners.ilp import IlpPlanner
 from rlmig.planners.rl import RlPlanner
+from rlmig.policy import PolicySpec
 from rlmig.workload import Workload, load_workload
 
 
@@ -157,7 +160,8 @@ def train(config_path: str | Path, out: str | Path | None = None, export: str | 
     torch.manual_seed(cfg.seed)
     sampler = ScenarioSampler(split="train", gpu=cfg.gpu, **cfg.scenarios)
     expert = IlpPlanner(gap=cfg.imitation.expert_gap, time_limit=cfg.imitation.expert_time_limit)
-    demo_env = MigReconfigEnv(sampler=sampler, expert=expert)
+    demo_env = MigReconfigEnv(sampler=sampler, forecast_horizon=expert.horizon)
+    teacher = Expert(demo_env, expert)
     vec_env = DummyVecEnv([lambda: masked(MigReconfigEnv(sampler=sampler)) for _ in range(cfg.ppo.n_envs)])
     vec_env.seed(cfg.seed)
     policy_kwargs = {"net_arch": {"pi": cfg.net_arch, "vf": cfg.net_arch}, "activation_fn": torch.nn.Tanh}
@@ -201,7 +205,7 @@ def train(config_path: str | Path, out: str | Path | None = None, export: str | 
             with Progress(console=console) as bar:
                 task = bar.add_task("expert episodes", total=im.episodes, completed=collected)
                 for episode in range(collected, im.episodes):
-                    episode_demos, _ = rollout(demo_env, cfg.seed * 100_003 + episode, gamma=ppo.gamma)
+                    episode_demos, _ = rollout(teacher, cfg.seed * 100_003 + episode, gamma=ppo.gamma)
                     demos = demos.extend(episode_demos)
                     demos.save(demos_path)  # every episode: a rerun resumes from here
                     mark("demonstrations", episodes=episode + 1, states=len(demos))
@@ -231,7 +235,7 @@ def train(config_path: str | Path, out: str | Path | None = None, export: str | 
                 for episode in range(im.dagger_episodes):
                     seed = cfg.seed * 100_003 + 50_000 + round_ * 1000 + episode
                     new, ret = rollout(
-                        demo_env,
+                        teacher,
                         seed,
                         act=act,
                         beta=beta,
@@ -280,7 +284,7 @@ def train(config_path: str | Path, out: str | Path | None = None, export: str | 
         "evaluation": evaluation,
     }
     folder = Path(export or cfg.export or run / "checkpoint")
-    export_checkpoint(model.policy, MigReconfigEnv(gpu=cfg.gpu).spec_, folder, card)
+    export_checkpoint(model.policy, PolicySpec.for_gpu(gpu_model(cfg.gpu)), folder, card)
     console.print(f"checkpoint written to {folder}")
     writer.close()
     return folder

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-from rlmig.envs.mig_reconfig import MAX_GPUS, MAX_TENANTS, OBS_VERSION, EnvSpec, MigReconfigEnv
+from rlmig.envs.mig_reconfig import MigReconfigEnv
 
 if "rlmig/MigReconfig-v0" not in gym.registry:
     gym.register(id="rlmig/MigReconfig-v0", entry_point="rlmig.envs.mig_reconfig:MigReconfigEnv")
 
-__all__ = ["MAX_GPUS", "MAX_TENANTS", "OBS_VERSION", "EnvSpec", "MigReconfigEnv"]
+__all__ = ["MigReconfigEnv"]

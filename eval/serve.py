@@ -30,8 +30,9 @@ import pulp
 
 from rlmig.eval.harness import Evaluation
 from rlmig.eval.tables import TableData
-from rlmig.planners import mip, serve_rates
+from rlmig.planners import serve_rates
 from rlmig.planners.ilp import maximal_layouts
+from rlmig.planners.mip import solve
 from rlmig.simulator import Simulator
 from rlmig.workload import Workload
 
@@ -80,7 +81,7 @@ def lp_bound(workload: Workload, simulator: Simulator | None = None) -> float:
         if served:  # a tenant nothing can serve is left out
             problem += pulp.lpSum(served) >= float(rates[t])
     problem += pulp.lpSum(n.values()) + n_whole
-    if not mip.solve(problem).optimal:
+    if not solve(problem).optimal:
         raise RuntimeError(f"the serve LP relaxation did not solve ({pulp.LpStatus[problem.status]})")
     return float(pulp.value(problem.objective) or 0.0)
 

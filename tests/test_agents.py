@@ -20,8 +20,8 @@ from rlmig.agents.train import load_config, train
 from rlmig.envs import MigReconfigEnv
 from rlmig.errors import ConfigError, RlmigError
 from rlmig.planners import make_planner, run_planner
-from rlmig.planners.rl import RlPlanner, load_checkpoint
-from rlmig.policy import NumpyPolicy, load_policy
+from rlmig.planners.rl import RlPlanner
+from rlmig.policy import NumpyPolicy, load_checkpoint, load_policy
 from rlmig.workload import load_workload
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +38,8 @@ def trained(tmp_path_factory):
 
 def test_tiny_training_writes_a_checkpoint_and_resumes(trained):
     run, folder = trained
-    policy, card = load_checkpoint(folder)
+    policy, card, spec = load_checkpoint(folder)
+    assert spec.gpu.name == "A100-80GB" and card["features"] == list(spec.feature_names())
     assert card["gpu_model"] == "A100-80GB" and card["max_gpus"] == 8 and card["max_tenants"] == 8
     assert card["training_config"]["name"] == "tiny" and "mean_goodput_ratio" in card["evaluation"]
     progress = json.loads((run / "progress.json").read_text())
@@ -85,10 +86,15 @@ def test_loading_never_unpickles_and_checks_the_card(trained, tmp_path):
 
     card = json.loads((folder / "card.json").read_text())
     for change, message in [
-        ({"format": "other"}, "not an rlmig-policy/1 card"),
-        ({"observation_version": 99}, "observation version 99"),
-        ({"layouts": card["layouts"][:-1]}, "layout actions do not match"),
+        ({"format": "other"}, "not an rlmig-policy/2 card"),
+        ({"observation_version": 99}, "observation version differ"),
+        ({"actions": {**card["actions"], "layout": card["actions"]["layout"][1:]}}, "actions differ"),
         ({"activation": "gelu"}, "unknown activation"),
+        # Same size, another meaning: two features swapped is refused, not only a size change.
+        (
+            {"features": [card["features"][1], card["features"][0], *card["features"][2:]]},
+            r"observation features differ .*entry 0: 'tenant0.rate\[-3\]' here 'tenant0.present'",
+        ),
     ]:
         target = tmp_path / f"card-{len(change)}-{next(iter(change))}"
         shutil.copytree(folder, target)

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rlmig.envs
+from rlmig.agents.expert import Expert
 from rlmig.envs import MigReconfigEnv
 from rlmig.envs.scenarios import ScenarioSampler
 from rlmig.planners import make_planner, run_planner
@@ -106,10 +107,11 @@ def test_return_is_the_goodput_ratio_times_the_intervals():
 
 def test_expert_episode_reaches_the_ilp_planners_goodput():
     workload = load_workload(SCENARIOS / "spike-shift.yaml")
-    env = MigReconfigEnv(workload, expert=IlpPlanner(time_limit=None))  # no test rests on the clock
+    env = MigReconfigEnv(workload)
+    expert = Expert(env, IlpPlanner(time_limit=None))  # no test rests on the clock
     env.reset(seed=0)
     while True:
-        _, _, terminated, _, _ = env.step(env.expert_action())
+        _, _, terminated, _, _ = env.step(expert.action())
         if terminated:
             break
     run = run_planner(workload, make_planner("ilp", time_limit=None))
@@ -119,11 +121,12 @@ def test_expert_episode_reaches_the_ilp_planners_goodput():
 
 def test_expert_answers_from_states_the_policy_chose():
     env = MigReconfigEnv(load_workload(SCENARIOS / "spike-shift.yaml"))
+    expert = Expert(env)
     env.reset(seed=0)
     rng = np.random.default_rng(1)
     for _ in range(40):  # DAgger: the expert labels states a (here random) policy visits
-        expert = env.expert_action()
-        assert env.action_masks()[expert]
+        label = expert.action()
+        assert env.action_masks()[label]
         env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
 
 

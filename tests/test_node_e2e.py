@@ -14,9 +14,9 @@ import yaml
 
 from rlmig.cli import cli, main
 from rlmig.cli_agent import agent_command
-from rlmig.envs.mig_reconfig import MigReconfigEnv
 from rlmig.executor import FakeNvml, FakeTenantHooks, NvmlBackend
 from rlmig.executor.planfile import parse_configuration
+from rlmig.geometry import gpu_model
 from rlmig.node import (
     AgentMetrics,
     ExecutorNode,
@@ -26,8 +26,8 @@ from rlmig.node import (
     parse_prometheus_text,
 )
 from rlmig.planners import make_planner, run_planner
-from rlmig.planners.rl import RlPlanner, policy_card
-from rlmig.policy import NumpyPolicy, save_policy
+from rlmig.planners.rl import RlPlanner
+from rlmig.policy import NumpyPolicy, PolicySpec, policy_card, save_policy
 from rlmig.simulator import Simulator
 from rlmig.workload import Workload, load_workload
 
@@ -73,7 +73,7 @@ def write_workload(folder: Path, intervals: int = 8, **extra: object) -> Path:
 
 def tiny_policy(seed: int = 0, hidden: int = 16) -> NumpyPolicy:
     """A random A100-80GB policy of the environment's sizes (the guard makes it safe)."""
-    spec = MigReconfigEnv(gpu="A100-80GB").spec_
+    spec = PolicySpec.for_gpu(gpu_model("A100-80GB"))
     rng = np.random.default_rng(seed)
     return NumpyPolicy(
         (
@@ -86,7 +86,7 @@ def tiny_policy(seed: int = 0, hidden: int = 16) -> NumpyPolicy:
 
 def write_checkpoint(folder: Path) -> Path:
     """A checkpoint folder `load_checkpoint` accepts, holding `tiny_policy` (no torch needed)."""
-    return save_policy(folder, tiny_policy(), policy_card(MigReconfigEnv(gpu="A100-80GB").spec_))
+    return save_policy(folder, tiny_policy(), policy_card(PolicySpec.for_gpu(gpu_model("A100-80GB"))))
 
 
 def fake_agent(workload: Workload, planner: object, **options: object) -> tuple[NodeAgent, FakeNvml]:

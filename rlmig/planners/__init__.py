@@ -16,7 +16,7 @@ from rlmig.planners.static import StaticPlanner
 
 
 def _rl(**options: Any) -> Planner:
-    from rlmig.planners.rl import RlPlanner  # imports the environment; loaded on first use
+    from rlmig.planners.rl import RlPlanner  # loaded on first use: rlmig.policy imports this package
 
     return RlPlanner(**options)
 

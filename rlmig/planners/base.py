@@ -120,6 +120,13 @@ class ForecastFeed:
         return np.stack([np.maximum(f.forecast(self.horizon), 0.0) for f in self.forecasters], axis=1)
 
 
+def pad_forecast(forecast: np.ndarray, horizon: int) -> np.ndarray:
+    """`forecast` (intervals, tenants) with at least `horizon` rows, its last row repeated."""
+    if len(forecast) >= horizon:
+        return forecast
+    return np.vstack([forecast, np.repeat(forecast[-1:], horizon - len(forecast), 0)])
+
+
 def serve_rates(workload: Workload) -> np.ndarray:
     """The rates a serve-mode plan must carry: each tenant's peak interval rate, shape (1, tenants)."""
     return workload.rates.max(axis=0, keepdims=True)

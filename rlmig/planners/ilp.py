@@ -41,9 +41,8 @@ import pulp
 from rlmig.configuration import Configuration, GpuConfig, Owner, settle
 from rlmig.errors import RlmigError
 from rlmig.geometry import GpuModel, Instance, Layout
-from rlmig.planners import mip
-from rlmig.planners.base import ClusterState, Decision, Planner
-from rlmig.planners.mip import SolveResult
+from rlmig.planners.base import ClusterState, Decision, Planner, pad_forecast
+from rlmig.planners.mip import SolveResult, solve
 from rlmig.simulator import INFERENCE, RETRAINING, Simulator
 
 _ROLE_NAMES = {INFERENCE: "inference", RETRAINING: "retraining"}
@@ -144,12 +143,12 @@ def plan_serve(
     # the first stage's solution starts the second (it is feasible there by construction).
     first, n1, z1, _ = model(None)
     first_start = start_of(start, n1, z1) if start is not None else None
-    first_result = mip.solve(first, time_limit=time_limit, gap=gap, start=first_start)
+    first_result = solve(first, time_limit=time_limit, gap=gap, start=first_start)
     least_unmet = max(0.0, _value(first.objective))
     problem, n, z, _u = model(least_unmet)
     second_start = {n[m]: round(_value(n1[m])) for m in mixes}
     second_start.update({z[k]: round(_value(z1[k])) for k in z})
-    result = mip.solve(problem, time_limit=time_limit, gap=gap, start=second_start)
+    result = solve(problem, time_limit=time_limit, gap=gap, start=second_start)
     result = SolveResult(
         result.optimal and first_result.optimal,
         None if result.gap is None or first_result.gap is None else max(result.gap, first_result.gap),
@@ -222,9 +221,7 @@ class DynamicModel:
         self.gpu = self.workload.gpu
         self.horizon = horizon
         self.fixed = fixed or FixedChoices()
-        self.rates = np.asarray(state.forecast[:horizon], dtype=float)
-        if len(self.rates) < horizon:
-            self.rates = np.vstack([self.rates, np.repeat(self.rates[-1:], horizon - len(self.rates), 0)])
+        self.rates = pad_forecast(np.asarray(state.forecast[:horizon], dtype=float), horizon)
         self.dt = self.workload.interval_s
         self.down = self.workload.downtime_s
         self.problem = pulp.LpProblem("dynamic", pulp.LpMaximize)
@@ -601,7 +598,7 @@ class IlpPlanner(Planner):
         start = time.perf_counter()
         model = DynamicModel(state, self.effective_horizon(state), fixed)
         begin = model.start(state.current if state.current is not None else heuristic_start(state))
-        result = mip.solve(model.problem, time_limit=self.time_limit, gap=self.gap, start=begin)
+        result = solve(model.problem, time_limit=self.time_limit, gap=self.gap, start=begin)
         plans = model.configurations()
         decision = Decision(
             plans[0],

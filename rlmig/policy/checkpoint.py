@@ -1,19 +1,22 @@
-"""Trained policies in their node-side form: numpy weights and a JSON card, no torch, no pickle.
+"""Policy checkpoints: numpy weights and a JSON card, no torch, no pickle; the one place that writes,
+reads and checks them.
 
 A checkpoint is a folder with two files::
 
     policy.npz   the actor's weights, loaded with numpy.load(allow_pickle=False)
-    card.json    what the policy is for and how it was made (see `CARD_FORMAT`)
+    card.json    what the policy is for and how it was made (format `CARD_FORMAT`)
 
 Usage::
 
-    from rlmig.policy import load_policy
-    policy, card = load_policy("checkpoints/a100-80gb")
+    from rlmig.policy import load_checkpoint
+    policy, card = load_checkpoint("checkpoints/a100-80gb")
     action = policy.act(observation, action_mask)        # the masked argmax, as the torch policy's
 
-`rlmig.agents.export` writes checkpoints from a trained MaskablePPO model; `rlmig.planners.rl` runs them
-behind the planner interface. Loading checks the card against this installation (GPU model, the layout
-choices its actions stand for, the observation layout version) and fails with one line otherwise.
+The card's contract fields (`policy_card`) are the GPU model, the limits, and the names of every
+observation feature and every action (`rlmig.policy.codec.PolicySpec`). `load_checkpoint` refuses, in
+one line, a checkpoint whose features or actions differ from this installation's in name or order, not
+only in size. `rlmig.agents.export` writes checkpoints from a trained MaskablePPO model;
+`rlmig.planners.rl` runs them behind the planner interface.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from typing import Any
 import numpy as np
 
 from rlmig.errors import RlmigError
+from rlmig.geometry import gpu_model
+from rlmig.policy.codec import OBS_VERSION, PolicySpec
 
-CARD_FORMAT = "rlmig-policy/1"
+CARD_FORMAT = "rlmig-policy/2"
 ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
 
 
@@ -97,7 +102,66 @@ def load_policy(folder: str | Path) -> tuple[NumpyPolicy, dict[str, Any]]:
     for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
         if w.ndim != 2 or b.shape != (w.shape[0],) or (i and w.shape[1] != weights[i - 1].shape[0]):
             raise RlmigError(f"{weights_path}: layer {i} has inconsistent shapes {w.shape} and {b.shape}")
+    if not all(np.isfinite(a).all() for a in (*weights, *biases)):
+        raise RlmigError(f"{weights_path}: the weights hold NaN or infinite values")
     policy = NumpyPolicy(weights, biases, activation)
     if weights[0].shape[1] != card.get("obs_size") or weights[-1].shape[0] != card.get("n_actions"):
         raise RlmigError(f"{weights_path}: the weights do not match the card's observation and action sizes")
     return policy, card
+
+
+def policy_card(spec: PolicySpec, **extra: object) -> dict[str, object]:
+    """The card fields that tie a policy to its decision codec (what `load_checkpoint` checks), plus
+    `extra` (training configuration, data, evaluation)."""
+    return {
+        "gpu_model": spec.gpu.name,
+        "max_gpus": spec.max_gpus,
+        "max_tenants": spec.max_tenants,
+        "observation_version": OBS_VERSION,
+        "obs_size": spec.obs_size,
+        "n_actions": spec.n_actions,
+        **extra,
+        "features": list(spec.feature_names()),
+        "actions": spec.action_names(),
+    }
+
+
+def checkpoint_spec(card: dict[str, Any]) -> PolicySpec:
+    """The decision spec a card was made for (GPU model and limits)."""
+    try:
+        gpu = gpu_model(str(card.get("gpu_model")))
+        spec = PolicySpec.for_gpu(gpu)
+        return PolicySpec(spec.gpu, spec.layouts, int(card["max_gpus"]), int(card["max_tenants"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RlmigError(f"card: missing or bad limits ({exc})") from None
+
+
+def load_checkpoint(folder: str | Path) -> tuple[NumpyPolicy, dict[str, Any], PolicySpec]:
+    """A checkpoint this installation can run, with its card and decision spec. The card must name a
+    known GPU model and the very observation features and actions (names and order) that this
+    installation's codec produces and reads."""
+    policy, card = load_policy(folder)
+    spec = checkpoint_spec(card)
+    ours = policy_card(spec)
+    for key, what in (
+        ("observation_version", "observation version"),
+        ("features", "observation features"),
+        ("actions", "actions"),
+    ):
+        if card.get(key) != ours[key]:
+            differ = _first_difference(card.get(key), ours[key])
+            raise RlmigError(f"{folder}: its {what} differ from this installation's ({differ})")
+    return policy, card, spec
+
+
+def _first_difference(theirs: object, ours: object) -> str:
+    if isinstance(theirs, list) and isinstance(ours, list):
+        for i, (a, b) in enumerate(zip(theirs, ours, strict=False)):
+            if a != b:
+                return f"entry {i}: {str(a)[:40]!r} here {str(b)[:40]!r}"
+        return f"{len(theirs)} entries, here {len(ours)}"
+    if isinstance(theirs, dict) and isinstance(ours, dict):
+        for key in sorted(set(theirs) | set(ours)):
+            if theirs.get(key) != ours.get(key):
+                return f"{key}: " + _first_difference(theirs.get(key), ours.get(key))
+    return f"{str(theirs)[:40]!r}, here {str(ours)[:40]!r}"

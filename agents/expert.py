@@ -1,0 +1,84 @@
+"""The oracle as a teacher: the ILP's sub-action in any state of the environment (DAgger's labels).
+
+The expert answers from the state the environment is in, including the choices already made in the
+interval being decided (Ross, Gordon & Bagnell, AISTATS 2011): it re-solves the ILP with those choices
+fixed (`rlmig.planners.ilp.FixedChoices`) only when they depart from its last plan.
+
+Usage::
+
+    env = MigReconfigEnv(workload)
+    expert = Expert(env, IlpPlanner())
+    env.reset(seed=0)
+    label = expert.action()
+"""
+
+from __future__ import annotations
+
+from rlmig.configuration import Owner
+from rlmig.envs.mig_reconfig import MigReconfigEnv
+from rlmig.geometry import Instance, Layout
+from rlmig.planners.ilp import ExpertChoices, FixedChoices, IlpPlanner
+from rlmig.policy.codec import LAYOUT, OWNER
+
+
+class Expert:
+    """The ILP oracle's next sub-action from the environment's state."""
+
+    def __init__(self, env: MigReconfigEnv, planner: IlpPlanner | None = None) -> None:
+        self.env = env
+        self.planner = planner or IlpPlanner()
+        if self.planner.horizon > env.forecast_horizon:
+            raise ValueError(
+                f"the expert plans {self.planner.horizon} intervals ahead; the environment forecasts "
+                f"{env.forecast_horizon} (give it forecast_horizon={self.planner.horizon})"
+            )
+        self._cache: ExpertChoices | None = None
+        self._episode: object = None
+
+    def action(self) -> int:
+        """The oracle's sub-action in the environment's state now."""
+        codec = self.env.codec
+        choices = self._choices()
+        g = codec.gpu_cursor
+        if codec.phase == LAYOUT:
+            planned = choices.decision.configuration.gpus[g]
+            if planned == codec.current_gpu(g) and codec.keep_is_legal():
+                return codec.spec.keep_action
+            return codec.layout_number[choices.layouts[g]]
+        inst = codec.layout.instances[codec.instance_cursor]
+        return codec.owner_action(choices.owners.get((g, inst)))
+
+    def _choices(self) -> ExpertChoices:
+        env, codec = self.env, self.env.codec
+        cached = self._cache if self._episode is env.sim else None  # a new episode: a new simulator
+        if cached is not None and self._agrees(cached):
+            return cached
+        fixed_layouts: dict[int, Layout] = {g: config.layout for g, config in enumerate(codec.decided)}
+        fixed_owners: dict[tuple[int, Instance], Owner | None] = {
+            (g, inst): owner for g, config in enumerate(codec.decided) for inst, owner in config.items()
+        }
+        if codec.phase == OWNER:
+            g = codec.gpu_cursor
+            fixed_layouts[g] = codec.layout
+            for inst in codec.layout.instances[: codec.instance_cursor]:
+                fixed_owners[g, inst] = codec.owners.get(inst)
+        fixed = FixedChoices(fixed_layouts, fixed_owners) if fixed_layouts else None
+        self._cache = self.planner.expert_choices(env.cluster_state(), fixed)
+        self._episode = env.sim
+        return self._cache
+
+    def _agrees(self, choices: ExpertChoices) -> bool:
+        """Whether the choices made so far in this interval are the ones `choices` planned."""
+        codec = self.env.codec
+        if choices.interval != self.env.interval:
+            return False
+        planned = choices.decision.configuration.gpus
+        if any(planned[g] != config for g, config in enumerate(codec.decided)):
+            return False
+        if codec.phase == OWNER:
+            g = codec.gpu_cursor
+            if choices.layouts[g] != codec.layout:
+                return False
+            done = codec.layout.instances[: codec.instance_cursor]
+            return all(choices.owners.get((g, inst)) == codec.owners.get(inst) for inst in done)
+        return True
