@@ -2,8 +2,8 @@
 
 Usage::
 
-    python -m rlmig.eval.report                      # the default report (see REPORT.md for its run time)
-    python -m rlmig.eval.report --scenarios azure-retrain,parvagpu-slo1 --planners ilp,parva \\
+    rlmig report                      # the default report (see REPORT.md for its run time)
+    rlmig report --scenarios azure-retrain,parvagpu-slo1 --planners ilp,parva \\
         --sizes 1,2 --out /tmp/report/REPORT.md      # a smaller one elsewhere
 
 The default report runs every registered planner but ``static`` that builds here
@@ -22,11 +22,9 @@ report names the command, the date, the commit and every setting it ran with.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
-import shlex
 import subprocess
 import sys
 import time
@@ -34,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from rlmig.errors import RlmigError
 from rlmig.eval.harness import (
@@ -62,6 +61,7 @@ FORESIGHT_SCENARIOS = ("azure-retrain", *SERVE_SCENARIOS)
 SWEEP_TIME_LIMIT = 10.0
 SWEEP_INTERVALS = 3
 SWEEP_MAX_GPUS = {FORESIGHT: 16}
+T = TypeVar("T")
 _FIGURE_PATTERNS = ("*-goodput.png", "*-layouts.png", "decision-latency.png")
 
 
@@ -289,9 +289,7 @@ def _settings(config: ReportConfig, evaluation: Evaluation) -> list[str]:
     return lines
 
 
-def run_report(
-    config: ReportConfig, command: str = "python -m rlmig.eval.report", quiet: bool = False
-) -> Path:
+def run_report(config: ReportConfig, command: str = "rlmig report", quiet: bool = False) -> Path:
     """Run the evaluation and the sweep of `config`, write the figures and the report; its path."""
     started = time.perf_counter()
     for scenario in config.scenarios:
@@ -362,53 +360,51 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m rlmig.eval.report [options]``; 2 and a one-line error on bad input."""
+def _given(value: T | None, default: T) -> T:
+    return default if value is None else value
+
+
+def report_config(
+    scenarios: str | None = None,
+    planners: str | None = None,
+    seeds: int = 1,
+    forecaster: str = "auto",
+    foresight_time_limit: float | None = None,
+    foresight_scenarios: str | None = None,
+    sizes: str | None = None,
+    sweep_intervals: int | None = None,
+    sweep_time_limit: float | None = None,
+    sweep_foresight_max_gpus: int | None = None,
+    out: Path | None = None,
+    figures: Path | None = None,
+) -> ReportConfig:
+    """The report's configuration from `rlmig report`'s options (None: the default)."""
     defaults = ReportConfig()
-    parser = argparse.ArgumentParser(prog="python -m rlmig.eval.report", description=__doc__.splitlines()[0])
-    parser.add_argument("--scenarios", default=",".join(defaults.scenarios), help="comma-separated")
-    parser.add_argument("--planners", default=",".join(defaults.planners), help="comma-separated")
-    parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--forecaster", default="auto")
-    parser.add_argument("--foresight-time-limit", type=float, default=FORESIGHT_TIME_LIMIT)
-    parser.add_argument(
-        "--foresight-scenarios",
-        default=",".join(FORESIGHT_SCENARIOS),
-        help="scenarios ilp-foresight runs on ('all': every one)",
+    foresight_scenarios = _given(foresight_scenarios, ",".join(FORESIGHT_SCENARIOS))
+    config = ReportConfig(
+        scenarios=_list(scenarios) if scenarios is not None else defaults.scenarios,
+        planners=planner_names(planners) if planners is not None else defaults.planners,
+        seeds=seeds,
+        forecaster=forecaster,
+        time_limits={FORESIGHT: _given(foresight_time_limit, FORESIGHT_TIME_LIMIT)},
+        only={} if foresight_scenarios == "all" else {FORESIGHT: _list(foresight_scenarios)},
+        sizes=_sizes(sizes) if sizes is not None else list(DEFAULT_SIZES),
+        sweep_intervals=_given(sweep_intervals, SWEEP_INTERVALS),
+        sweep_time_limit=_given(sweep_time_limit, SWEEP_TIME_LIMIT),
+        sweep_max_gpus={FORESIGHT: _given(sweep_foresight_max_gpus, SWEEP_MAX_GPUS[FORESIGHT])},
+        out=out or defaults.out,
+        figures=figures,
     )
-    parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="sweep sizes ('' = none)")
-    parser.add_argument("--sweep-intervals", type=int, default=SWEEP_INTERVALS)
-    parser.add_argument("--sweep-time-limit", type=float, default=SWEEP_TIME_LIMIT)
-    parser.add_argument("--sweep-foresight-max-gpus", type=int, default=SWEEP_MAX_GPUS[FORESIGHT])
-    parser.add_argument("--out", type=Path, default=defaults.out, help="the report's path")
-    parser.add_argument("--figures", type=Path, default=None, help="figures folder (default: by --out)")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    args = parser.parse_args(argv)
-    try:
-        config = ReportConfig(
-            scenarios=_list(args.scenarios),
-            planners=planner_names(args.planners),
-            seeds=args.seeds,
-            forecaster=args.forecaster,
-            time_limits={FORESIGHT: args.foresight_time_limit},
-            only={} if args.foresight_scenarios == "all" else {FORESIGHT: _list(args.foresight_scenarios)},
-            sizes=_sizes(args.sizes),
-            sweep_intervals=args.sweep_intervals,
-            sweep_time_limit=args.sweep_time_limit,
-            sweep_max_gpus={FORESIGHT: args.sweep_foresight_max_gpus},
-            out=args.out,
-            figures=args.figures,
-        )
-        if FORESIGHT not in config.planners:
-            config.time_limits, config.only, config.sweep_max_gpus = {}, {}, {}
-        given = list(sys.argv[1:] if argv is None else argv)
-        command = " ".join(["python -m rlmig.eval.report", *([shlex.join(given)] if given else [])])
-        path = run_report(config, command, quiet=args.quiet)
-    except RlmigError as exc:
-        print(f"rlmig: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
-    print(f"wrote {path} and its figures in {config.figures_dir}")
-    return 0
+    if FORESIGHT not in config.planners:
+        config.time_limits, config.only, config.sweep_max_gpus = {}, {}, {}
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``rlmig report [options]``: the same as ``rlmig report [options]``."""
+    from rlmig.cli import main as rlmig_main
+
+    return rlmig_main(["report", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 Usage::
 
-    python -m rlmig.catalog_build --data ../shared/data     # rewrite rlmig/data/catalog, print fit errors
-    python -m rlmig.catalog_build --data DIR --out /tmp/c   # write elsewhere (to compare)
-    python -m rlmig.catalog_build --report                  # fit errors of the shipped catalog
+    rlmig catalog build --data ../shared/data             # rewrite rlmig/data/catalog, print fit errors
+    rlmig catalog build --data DIR --out /tmp/c           # write elsewhere (to compare)
+    rlmig catalog fit                                     # fit errors of the shipped catalog
 
 The output is deterministic: the same data give byte-identical files. Inputs (read-only, never
 copied): ``parvagpu-a100-80gb/prof_data/*.csv`` (ParvaGPU, arXiv 2409.14447, MIT) and
@@ -33,7 +33,6 @@ more than 5%; rows with latency 0 did not run (out of memory) and are skipped.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import re
@@ -50,7 +49,6 @@ from rlmig.catalog import (
     Footprint,
     Measurements,
     ModelProfile,
-    builtin_profiles,
     compute_sizes,
     estimated_training,
     fit_measurements,
@@ -409,26 +407,12 @@ def fit_table(profiles: Sequence[ModelProfile]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rlmig.catalog_build", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--data", type=Path, help="the shared data folder (holds parvagpu-a100-80gb, migperf-a100)"
-    )
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: rlmig/data/catalog)")
-    parser.add_argument("--report", action="store_true", help="only print the shipped catalog's fit errors")
-    args = parser.parse_args(argv)
-    try:
-        if args.report:
-            profiles = sorted(builtin_profiles(), key=lambda p: (p.gpu, p.name.lower()))
-        elif args.data is None:
-            parser.error("--data is required unless --report is given")
-        else:
-            profiles = build_catalog(args.data, args.out)
-            print(f"wrote {len(profiles)} profiles to {args.out or default_output()}", file=sys.stderr)
-    except RlmigError as exc:
-        print(f"rlmig.catalog_build: error: {exc}", file=sys.stderr)
-        return 2
-    print(fit_table(profiles))
-    return 0
+    """``python -m rlmig.catalog_build --data DIR [--out DIR]``: ``rlmig catalog build``; with
+    ``--report``: ``rlmig catalog fit``."""
+    from rlmig.cli import main as rlmig_main
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    return rlmig_main(["catalog", "fit"] if "--report" in args else ["catalog", "build", *args])
 
 
 if __name__ == "__main__":

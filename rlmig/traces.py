@@ -26,7 +26,7 @@ Loaders turn request timestamps into rates: `load_azure_llm` for the Azure LLM i
 in ``rlmig/data/traces`` (listed by `builtin_names`); they are derived, not copied, from public traces
 (``rlmig/data/traces/SOURCES.md``). Regenerate the Azure one, deterministically, with::
 
-    python -m rlmig.traces build --data ../shared/data
+    rlmig traces build --data ../shared/data
 
 which reads ``<data>/traces/azure-llm-2023/AzureLLMInferenceTrace_{code,conv}.csv``, keeps the window in
 which both services were recorded, counts arrivals in 1 s bins and rewrites the CSV and SOURCES.md.
@@ -40,7 +40,6 @@ arrival counts from any expected rates.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import functools
 import inspect
@@ -601,7 +600,7 @@ Rate series derived from public traces; the raw files are not redistributed here
   {start} as the trace records it; the series holds the {n_bins} whole bins that end by
   the earlier of their last requests, so both services are observed throughout.
   Requests kept: {kept}.
-- **Regenerate:** `python -m rlmig.traces build --data ../shared/data` (deterministic; rewrites this file
+- **Regenerate:** `rlmig traces build --data ../shared/data` (deterministic; rewrites this file
   and the CSV).
 """
 
@@ -899,24 +898,10 @@ def synthetic(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m rlmig.traces build --data DIR``: regenerate the shipped Azure series."""
-    parser = argparse.ArgumentParser(prog="python -m rlmig.traces", description=main.__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build", help="derive rlmig/data/traces/azure-llm-2023.csv from the trace")
-    build.add_argument("--data", required=True, help="shared data folder (holding traces/azure-llm-2023)")
-    build.add_argument("--out", default=None, help="output folder (default: this package's data/traces)")
-    build.add_argument("--step", type=float, default=1.0, help="bin width in seconds (default 1)")
-    args = parser.parse_args(argv)
-    try:
-        path = write_builtin_azure(args.data, args.out, args.step)
-    except RlmigError as exc:
-        print(f"rlmig.traces: error: {exc}", file=sys.stderr)
-        return 2
-    series = RateSeries.read_csv(path)
-    size_kb = path.stat().st_size / 1024
-    tenants = ", ".join(series.tenants)
-    print(f"wrote {path} ({series.n_bins} bins of {series.step_s:g} s; {tenants}; {size_kb:.0f} KB)")
-    return 0
+    """``python -m rlmig.traces build --data DIR``: ``rlmig traces build``."""
+    from rlmig.cli import main as rlmig_main
+
+    return rlmig_main(["traces", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from rlmig.catalog import (
     model_profile,
     user_profile_dir,
 )
-from rlmig.cli_profiles import profiles as profiles_cli
+from rlmig.cli.profiles import profiles as profiles_cli
 from rlmig.errors import RlmigError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -36,7 +36,7 @@ PARVA_MODELS = [
     "bert", "densenet121", "densenet169", "densenet201", "inceptionv3", "mobilenetv2",
     "resnet101", "resnet152", "resnet50", "vgg16", "vgg19",
 ]  # fmt: skip
-# Measured when the catalog was built (python -m rlmig.catalog_build --data ../shared/data): median
+# Measured when the catalog was built (rlmig catalog build --data ../shared/data): median
 # relative error of latency and total throughput at most 6.4% for every ParvaGPU model (inceptionv3 and
 # bert are the worst; most are 3-4%), 90th percentile at most 22.7%. The bounds leave a little room.
 MEDIAN_BOUND = 0.07

@@ -138,3 +138,28 @@ def test_profiles_list(capsys):
     assert code == 0
     names = {entry["name"] for entry in json.loads(out)}
     assert {"resnet50", "bert", "vgg19"} <= names
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "rlmig" / "data"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
+def test_data_commands_rebuild_the_shipped_files_exactly(capsys, tmp_path):
+    code, out, _ = run(capsys, "catalog", "build", "--data", str(SHARED), "--out", str(tmp_path / "catalog"))
+    assert code == 0 and "| resnet50 |" in out
+    for shipped in (DATA / "catalog").glob("*.json"):
+        assert (tmp_path / "catalog" / shipped.name).read_bytes() == shipped.read_bytes()
+    code, out, _ = run(capsys, "traces", "build", "--data", str(SHARED), "--out", str(tmp_path / "traces"))
+    assert code == 0 and "3424 bins of 1 s" in out
+    shipped = DATA / "traces" / "azure-llm-2023.csv"
+    assert (tmp_path / "traces" / shipped.name).read_bytes() == shipped.read_bytes()
+    code, _, err = run(capsys, "catalog", "build", "--data", str(tmp_path / "nowhere"))
+    assert code == 2 and err.startswith("rlmig: error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_module_entry_points_are_thin_wrappers_over_the_cli(capsys):
+    from rlmig.catalog_build import main as catalog_main
+
+    assert catalog_main(["--report"]) == 0
+    assert "| resnet50 |" in capsys.readouterr().out

@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from rlmig.cli import cli, main
-from rlmig.cli_eval import eval_command
+from rlmig.cli.eval import eval_command
 from rlmig.errors import RlmigError
 from rlmig.eval.demo import run_demo
 from rlmig.eval.harness import (
@@ -269,7 +269,7 @@ def test_report_on_a_tiny_configuration(tiny: tuple[Path, Path], tmp_path: Path)
     assert report_main([*args, "--out", str(out), "--quiet"]) == 0
     text = out.read_text()
     assert text.startswith("# rlmig evaluation report")
-    assert "python -m rlmig.eval.report --scenarios" in text and "commit" in text
+    assert "rlmig report --scenarios" in text and "commit" in text
     assert "### tiny (dynamic)" in text and "serve mode: GPUs used" in text
     assert "not run on this scenario: ilp-foresight" in text
     assert "## Decision latency against cluster size" in text

@@ -9,9 +9,9 @@ import pynvml
 import pytest
 import yaml
 
-import rlmig.cli_apply
+import rlmig.cli.apply
 from rlmig.cli import cli, main
-from rlmig.cli_apply import apply_command
+from rlmig.cli.apply import apply_command
 from rlmig.executor import FakeNvml
 
 PLAN = {
@@ -245,7 +245,7 @@ def failing_fake(monkeypatch, arm):
         arm(fake)
         return fake
 
-    monkeypatch.setattr(rlmig.cli_apply, "make_fake", make)
+    monkeypatch.setattr(rlmig.cli.apply, "make_fake", make)
 
 
 def test_no_permission_surfaces_as_one_line(capsys, monkeypatch, files):

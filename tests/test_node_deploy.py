@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from rlmig.cli_agent import agent_command
+from rlmig.cli.agent import agent_command
 from rlmig.configuration import Configuration
 from rlmig.errors import RlmigError
 from rlmig.geometry import gpu_model

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from rlmig.cli import cli, main
-from rlmig.cli_agent import agent_command
+from rlmig.cli.agent import agent_command
 from rlmig.executor import FakeNvml, FakeTenantHooks, NvmlBackend
 from rlmig.executor.planfile import parse_configuration
 from rlmig.geometry import gpu_model

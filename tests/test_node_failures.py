@@ -214,7 +214,7 @@ def test_sigterm_exits_zero_from_the_command_line(tmp_path):
     script = (
         "import sys\n"
         "from rlmig.cli import cli, main\n"
-        "from rlmig.cli_agent import agent_command\n"
+        "from rlmig.cli.agent import agent_command\n"
         "if 'agent' not in cli.commands: cli.add_command(agent_command)\n"
         "sys.exit(main(['agent', *sys.argv[1:]]))\n"
     )

@@ -32,6 +32,7 @@ from typing import Any
 
 import click
 
+from rlmig.cli.common import make_planner_from_flags
 from rlmig.errors import RlmigError
 from rlmig.workload import load_workload
 
@@ -52,21 +53,6 @@ def _signals_stop(stop: Any) -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-
-
-def _planner(name: str, checkpoint: str | None, time_limit: float | None, horizon: int | None) -> Any:
-    from rlmig.planners import make_planner
-
-    options: dict[str, Any] = {}
-    if name == "rl" and checkpoint is not None:
-        options["checkpoint"] = checkpoint
-    elif checkpoint is not None:
-        raise RlmigError(f"--checkpoint is for the rl planner, not {name}")
-    if time_limit is not None:
-        options["time_limit"] = time_limit
-    if horizon is not None:
-        options["horizon"] = horizon
-    return make_planner(name, **options)
 
 
 def _split_config_map(value: str | None) -> tuple[str, str] | None:
@@ -235,7 +221,7 @@ def agent_command(
         raise RlmigError("--rates simulated replays the workload's own load: only with --backend fake")
     if interval_s == 0 and rates_spec != "simulated":
         raise RlmigError("--interval 0 runs rounds back to back: only with --rates simulated")
-    planner = _planner(planner_name, checkpoint, time_limit, horizon)
+    planner = make_planner_from_flags(planner_name, time_limit, horizon, checkpoint)
     rates = make_rate_source(rates_spec, workload, metric=rate_metric, label=rate_label)
     stop = StopSignal(shutdown_grace)
     node = _node(

@@ -7,7 +7,7 @@ Usage::
     rlmig eval azure-retrain --seeds 3 --time-limit 10 --json -       # JSON on stdout, no tables
 
 A SCENARIO is a workload file or the name of a shipped scenario (``rlmig/eval/scenarios``). Prints a table
-per scenario and per mode overall; progress goes to stderr. Registered in `rlmig.cli` as ``eval``.
+per scenario and per mode overall; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from rlmig.cli.common import console
 from rlmig.errors import RlmigError
 
 
@@ -83,21 +84,19 @@ def eval_command(
     if json_out == "-":
         click.echo(json.dumps(document))
     else:
-        from rlmig.cli import _console  # here, not at import time: rlmig.cli imports this module
-
-        console = _console()
+        out = console()
         for table in evaluation.tables():
-            console.print(table.to_rich())
+            out.print(table.to_rich())
         if any(r.mode == "serve" for r in evaluation.results):
             from rlmig.eval.serve import serve_table
 
-            console.print(serve_table(evaluation).to_rich())
+            out.print(serve_table(evaluation).to_rich())
         if json_out:
             try:
                 Path(json_out).write_text(json.dumps(document, indent=1))
             except OSError as exc:
                 raise RlmigError(f"--json: cannot write {json_out} ({exc.strerror or exc})") from None
-            console.print(f"results: {json_out}")
+            out.print(f"results: {json_out}")
     if plots_dir:
         from rlmig.eval.plots import write_plots
 

@@ -1,0 +1,7 @@
+"""``python -m rlmig.cli``: the same as ``rlmig``."""
+
+import sys
+
+from rlmig.cli.main import main
+
+sys.exit(main())

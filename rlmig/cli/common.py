@@ -1,0 +1,87 @@
+"""What the `rlmig` commands share: the console, the common options, building a planner from flags."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+from click.decorators import FC
+from rich.console import Console
+
+from rlmig.errors import RlmigError
+from rlmig.geometry import Layout
+
+if TYPE_CHECKING:
+    from rlmig.planners import Planner
+
+_SLOT_WIDTH = 10
+
+
+def render_layout(layout: Layout, slot_width: int = _SLOT_WIDTH) -> str:
+    """A one-line picture of a layout over the GPU's memory slots, free slots shown as dots."""
+    cells: list[str] = []
+    slot = 0
+    by_start = {inst.start: inst for inst in layout.instances}
+    while slot < layout.gpu.slots:
+        inst = by_start.get(slot)
+        if inst is None:
+            cells.append("·".center(slot_width - 1))
+            slot += 1
+            continue
+        width = inst.profile.slots * slot_width - 1
+        cells.append(inst.profile.name[:width].center(width))
+        slot += inst.profile.slots
+    return "|" + "|".join(cells) + "|"
+
+
+def gpu_option(default: str | None = None) -> Callable[[FC], FC]:
+    help_text = "GPU model, as `rlmig gpus` lists them (for example A100-80GB)."
+    if default is None:
+        return click.option("--gpu", "gpu_name", required=True, help=help_text)
+    return click.option("--gpu", "gpu_name", default=default, show_default=True, help=help_text)
+
+
+def console() -> Console:
+    """A console that does not wrap tables at 80 columns when printing to a pipe or file."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 120)
+    return console
+
+
+def planner_options(function: FC) -> FC:
+    function = click.option(
+        "--planner",
+        "planner_name",
+        default="static",
+        show_default=True,
+        help="Planner: ilp, ilp-foresight, parva, greedy, static-best, ekya, as-is, static, rl.",
+    )(function)
+    function = click.option(
+        "--time-limit", type=float, default=None, help="ILP: solver time limit per decision, seconds."
+    )(function)
+    function = click.option("--horizon", type=int, default=None, help="ILP: intervals planned ahead.")(
+        function
+    )
+    function = click.option(
+        "--checkpoint",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="rl: the policy checkpoint folder.",
+    )(function)
+    return click.option(
+        "--forecaster", default="auto", show_default=True, help="Forecaster of the next intervals' rates."
+    )(function)
+
+
+def make_planner_from_flags(
+    name: str, time_limit: float | None, horizon: int | None, checkpoint: str | None = None
+) -> Planner:
+    """The planner the command-line flags ask for (a flag left out keeps the planner's default)."""
+    from rlmig.planners import make_planner
+
+    if checkpoint is not None and name != "rl":
+        raise RlmigError(f"--checkpoint is for the rl planner, not {name}")
+    given: dict[str, Any] = {"time_limit": time_limit, "horizon": horizon, "checkpoint": checkpoint}
+    return make_planner(name, **{k: v for k, v in given.items() if v is not None})

@@ -1,0 +1,215 @@
+"""`rlmig plan`, `rlmig simulate`, `rlmig demo`, `rlmig train`: planners over workloads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+import numpy as np
+from rich.table import Table
+
+from rlmig.cli.common import console, make_planner_from_flags, planner_options
+from rlmig.configuration import Configuration
+from rlmig.errors import RlmigError
+
+if TYPE_CHECKING:
+    from rlmig.planners import Decision
+    from rlmig.simulator import IntervalOutcome, Simulator
+
+
+@click.command()
+@click.option(
+    "--out", type=click.Path(file_okay=False), default=".", show_default=True, help="Folder for the PNG plot."
+)
+def demo(out: str) -> None:
+    """The main job on the built-in default: the ILP, the baselines and the shipped policy on a dynamic
+    scenario (two A100-80GB, four tenants, an hour of real and synthetic load), a table and a plot."""
+    from rlmig.eval.demo import run_demo
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    run_demo(Path(out), console())
+
+
+@click.command()
+@click.argument("workload_file", type=click.Path(dir_okay=False))
+@planner_options
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (the input of `rlmig apply`).")
+@click.option(
+    "--mig-parted", "mig_parted", type=click.Path(dir_okay=False), help="Also write a mig-parted config."
+)
+def plan(
+    workload_file: str,
+    planner_name: str,
+    time_limit: float | None,
+    horizon: int | None,
+    checkpoint: str | None,
+    forecaster: str,
+    as_json: bool,
+    mig_parted: str | None,
+) -> None:
+    """Plan the configuration of WORKLOAD_FILE: serve mode for its peak load, dynamic mode for its first
+    interval. Shows per GPU each instance, its placement, owner, segment and throughput."""
+    from rlmig.migparted import dump_mig_parted
+    from rlmig.planners import run_planner
+    from rlmig.workload import load_workload
+
+    workload = load_workload(workload_file)
+    planner = make_planner_from_flags(planner_name, time_limit, horizon, checkpoint)
+    run = run_planner(workload, planner, forecaster=forecaster, intervals=1)
+    decision, outcome = run.decisions[0], run.result.intervals[0]
+    document = plan_json(run.simulator, decision, outcome, run.result.configurations[0])
+    if mig_parted:
+        layouts = [g.layout if g.mig_enabled else None for g in decision.configuration.gpus]
+        Path(mig_parted).write_text(dump_mig_parted(layouts))
+    if as_json:
+        click.echo(json.dumps(document))
+        return
+    out = console()
+    optimal = {True: "proven optimal", False: "not proven optimal", None: "heuristic"}[decision.optimal]
+    if decision.optimal is False:
+        optimal += f" (gap {decision.gap:.2%})" if decision.gap is not None else " (gap unknown)"
+    out.print(
+        f"[bold]{workload.name}[/bold] ({workload.mode}): {planner.name} uses {document['gpus_used']} of "
+        f"{workload.gpu_count} x {workload.gpu.name}, {optimal}, {decision.solve_seconds * 1e3:.1f} ms"
+    )
+    simulator = run.simulator
+    for gpu in document["gpus"]:
+        if not gpu["mig_enabled"]:
+            shared = ", ".join(gpu["time_shared"]) or "idle"
+            out.print(f"GPU {gpu['index']}: MIG disabled, time-shared by {shared}")
+            continue
+        table = Table(title=f"GPU {gpu['index']}")
+        for column in ("instance", "placement", "tenant", "role", "batch", "processes", "throughput"):
+            table.add_column(
+                column, justify="right" if column in ("batch", "processes", "throughput") else "left"
+            )
+        for inst in gpu["instances"]:
+            profile = workload.gpu.profile(inst["profile"])
+            segment = None
+            if inst["role"] == "inference":
+                t = simulator.tenant_index[inst["tenant"]]
+                segment = simulator.segments[t][simulator.profile_index[profile.id]]
+            table.add_row(
+                inst["profile"],
+                f"slots {inst['start']}-{inst['start'] + profile.slots - 1}",
+                inst["tenant"] or "-",
+                inst["role"],
+                str(segment.batch) if segment else "-",
+                str(segment.processes) if segment else "-",
+                f"{inst['throughput']:.1f}" + (" samples/s" if inst["role"] == "retraining" else " req/s"),
+            )
+        out.print(table)
+    if document["unmet"]:
+        unmet = ", ".join(f"{t} {r:.1f} req/s" for t, r in document["unmet"].items())
+        out.print(f"[yellow]unmet load:[/yellow] {unmet}")
+
+
+def plan_json(
+    simulator: Simulator, decision: Decision, outcome: IntervalOutcome, config: Configuration
+) -> dict[str, object]:
+    """The JSON form of a plan (what `rlmig apply` reads)."""
+    workload = simulator.workload
+    encoded = simulator.encode(config)
+    gpus = config.to_json()
+    row = 0
+    for gpu in gpus:
+        for inst in gpu["instances"]:
+            role = inst["role"]
+            value = encoded.train[row] if role == "retraining" else encoded.capacity[row]
+            inst["throughput"] = float(value)
+            row += 1
+    unmet = {
+        name: float(rate - cap)
+        for name, rate, cap in zip(workload.tenant_names, outcome.rate, outcome.capacity, strict=True)
+        if rate - cap > 1e-9
+    }
+    return {
+        "workload": workload.name,
+        "gpu_model": workload.gpu.name,
+        "gpus_used": int(sum(1 for g in config.gpus if g.used)),
+        "gpus": gpus,
+        "unmet": unmet,
+        "optimal": bool(decision.optimal) if decision.optimal is not None else False,
+        "gap": decision.gap,
+        "objective": decision.objective,
+        "solve_seconds": float(decision.solve_seconds),
+    }
+
+
+@click.command()
+@click.argument("workload_file", type=click.Path(dir_okay=False))
+@planner_options
+@click.option("--json", "as_json", is_flag=True, help="Print metrics and per-interval outcomes as JSON.")
+def simulate(
+    workload_file: str,
+    planner_name: str,
+    time_limit: float | None,
+    horizon: int | None,
+    checkpoint: str | None,
+    forecaster: str,
+    as_json: bool,
+) -> None:
+    """Run a planner over WORKLOAD_FILE in the interval simulator and report the metrics."""
+    from rlmig.planners import run_planner
+    from rlmig.workload import load_workload
+
+    workload = load_workload(workload_file)
+    planner = make_planner_from_flags(planner_name, time_limit, horizon, checkpoint)
+    run = run_planner(workload, planner, forecaster=forecaster)
+    result = run.result
+    if as_json:
+        document = result.to_json(workload)
+        document["decision_ms_p50"] = run.decision_ms_p50
+        document["decision_ms_p99"] = run.decision_ms_p99
+        click.echo(json.dumps(document))
+        return
+    out = console()
+    out.print(
+        f"[bold]{workload.name}[/bold]: {workload.gpu_count} x {workload.gpu.name}, "
+        f"{workload.intervals} intervals of {workload.interval_s:g} s, planner {planner.name}, "
+        f"decision p50 {run.decision_ms_p50:.2f} ms, p99 {run.decision_ms_p99:.2f} ms"
+    )
+    out.print(
+        str(result.configurations[0])
+        if len(set(result.configurations)) == 1
+        else f"{len(set(result.configurations))} distinct configurations"
+    )
+    table = Table(title="metrics")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in result.metrics.to_json().items():
+        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
+    out.print(table)
+    per_tenant = Table(title="per tenant")
+    for column in ("tenant", "mean rate", "mean capacity", "SLO attainment", "accuracy"):
+        per_tenant.add_column(column, justify="right" if column != "tenant" else "left")
+    rates = np.array([o.rate for o in result.intervals])
+    capacity = np.array([o.capacity for o in result.intervals])
+    served = np.array([o.served for o in result.intervals])
+    goodput = np.array([o.goodput for o in result.intervals])
+    for i, name in enumerate(workload.tenant_names):
+        arrivals, got = rates[:, i].sum(), served[:, i].sum()
+        per_tenant.add_row(
+            name,
+            f"{rates[:, i].mean():.1f}",
+            f"{capacity[:, i].mean():.1f}",
+            f"{got / arrivals:.3f}" if arrivals else "-",
+            f"{goodput[:, i].sum() / (got * workload.interval_s):.3f}" if got else "-",
+        )
+    out.print(per_tenant)
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Run folder (default runs/NAME).")
+@click.option("--export", type=click.Path(file_okay=False), default=None, help="Checkpoint folder to write.")
+def train(config: str, out: str | None, export: str | None) -> None:
+    """Train a policy from CONFIG (agents/configs/*.yaml); rerunning resumes after the last phase."""
+    try:
+        from rlmig.agents.train import train as run_training
+    except ImportError as exc:
+        raise RlmigError(f"training needs the train extra (pip install 'rlmig[train]'): {exc}") from None
+    folder = run_training(config, out, export)
+    click.echo(f"checkpoint: {folder}")
