@@ -16,9 +16,9 @@ from rlmig.planners.baselines import (
     GreedyPlanner,
     ParvaPlanner,
     StaticBestPlanner,
-    _Cluster,
-    _parva_optimize,
 )
+from rlmig.planners.packing import Cluster
+from rlmig.planners.parva import parva_optimize
 from rlmig.simulator import Simulator
 from rlmig.workload import load_workload, parse_workload
 
@@ -168,10 +168,10 @@ def test_parva_optimization_dissolves_a_lightly_used_gpu():
     wl = workload(tenants, gpus=2)
     caps = {"a": {"4g.40gb": 400.0}, "b": {"2g.20gb": 200.0}, "c": {"1g.10gb": 100.0}}
     sim = hand_simulator(wl, capacity=caps)
-    cluster = _Cluster(wl.gpu, 2)
+    cluster = Cluster(wl.gpu, 2)
     for g, spec, tenant in [(0, "4g.40gb@0", "a"), (0, "2g.20gb@4", "b"), (1, "1g.10gb@0", "c")]:
         cluster.add(g, wl.gpu.instance(spec), Owner(tenant))
-    config = _parva_optimize(cluster, sim).configuration()
+    config = parva_optimize(cluster, sim).configuration()
     assert owned(config, 0) == ["4g.40gb@0=a", "2g.20gb@4=b", "1g.10gb@6=c"]
     assert not config.gpus[1].used
 

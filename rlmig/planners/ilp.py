@@ -42,7 +42,9 @@ from rlmig.configuration import Configuration, GpuConfig, Owner, settle
 from rlmig.errors import RlmigError
 from rlmig.geometry import GpuModel, Instance, Layout
 from rlmig.planners.base import ClusterState, Decision, Planner, pad_forecast
+from rlmig.planners.greedy import GreedyPlanner
 from rlmig.planners.mip import SolveResult, solve
+from rlmig.planners.parva import ParvaPlanner
 from rlmig.simulator import INFERENCE, RETRAINING, Simulator
 
 _ROLE_NAMES = {INFERENCE: "inference", RETRAINING: "retraining"}
@@ -617,8 +619,6 @@ def heuristic_start(state: ClusterState) -> Configuration:
     """A first incumbent where no configuration is in place yet (serve mode, a run's first interval):
     the better of the ParvaGPU and MIG-serving greedy plans for ``state.forecast[0]`` (least unmet load
     relative to each tenant's rate, then fewest GPUs)."""
-    from rlmig.planners.baselines import GreedyPlanner, ParvaPlanner
-
     sim, rates = state.simulator, state.forecast[0]
 
     def score(config: Configuration) -> tuple[float, int]:

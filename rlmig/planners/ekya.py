@@ -1,0 +1,243 @@
+"""ekya: Ekya (NSDI'22, arXiv 2012.10557): a fixed layout, and the thief scheduler at each retraining
+window start."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from rlmig.configuration import Owner
+from rlmig.errors import RlmigError
+from rlmig.geometry import Instance, Layout
+from rlmig.planners.base import ClusterState, Decision, Planner
+from rlmig.planners.packing import (
+    Cluster,
+    upcoming,
+    window_starts,
+)
+from rlmig.planners.static_best import paris_cluster
+from rlmig.workload import Workload
+
+
+class EkyaPlanner(Planner):
+    """Ekya's thief scheduler (Bhardwaj et al., NSDI'22, arXiv 2012.10557) on a fixed MIG layout.
+
+    The layout is static-best's (`StaticBestPlanner`, PARIS), or the one given as ``layout`` (per GPU a
+    list of ``PROFILE@START``, for example an even split): Ekya does not partition, it shares a fixed
+    set of resources among inference and retraining jobs. At each retraining window start (of any
+    tenant), and when a job has completed so that its instance would idle, the thief reallocates the
+    layout's instances: starting from a fair allocation (instances, largest first, each to the job with
+    the fewest compute slices so far; one instance at most per retraining job), it repeatedly makes the
+    single steal (one instance from one job to another; `_Thief` says how a retraining job grows) that
+    most improves the estimated accuracy-weighted goodput, until no steal improves it. The estimate,
+    per tenant, is min(forecast, inference capacity) × the mean accuracy over the rest of its window,
+    the job finishing after remaining samples / training rate (the simulator's tables and the tenants'
+    Retraining parameters). Ekya's choice among retraining configurations (epochs, layers) has no
+    counterpart here: a job is its samples. Between reallocations the configuration stays as it is.
+    """
+
+    name = "ekya"
+
+    def __init__(self, layout: Sequence[Sequence[str]] | None = None, max_steals: int = 500) -> None:
+        self.layout = layout
+        self.max_steals = max_steals
+        self._base: list[tuple[int, Instance]] | None = None
+        self._layouts: list[Layout] = []
+
+    def reset(self, workload: Workload) -> None:
+        self._base = None
+
+    def plan(self, state: ClusterState) -> Decision:
+        sim, workload = state.simulator, state.workload
+        if self._base is None or len(self._layouts) != workload.gpu_count:
+            if self.layout is None:
+                self._layouts = list(paris_cluster(state).layouts)
+            else:
+                if len(self.layout) > workload.gpu_count:
+                    raise RlmigError(
+                        f"ekya: layout has {len(self.layout)} GPUs, the workload {workload.gpu_count}"
+                    )
+                given = [workload.gpu.layout(specs) for specs in self.layout]
+                self._layouts = given + [workload.gpu.empty_layout()] * (workload.gpu_count - len(given))
+            self._base = [(g, i) for g, layout in enumerate(self._layouts) for i in layout.instances]
+        _, _, active, _ = upcoming(state)
+        current = state.current
+        if current is not None and not window_starts(state):
+            retraining = [
+                p.owner.tenant for p in current.placed() if p.owner and p.owner.role == "retraining"
+            ]
+            idle_job = any(not active[sim.tenant_index[name]] for name in retraining)
+            if not idle_job:
+                return Decision(current)
+        owners = self._thief(state)
+        cluster = Cluster(workload.gpu, workload.gpu_count)
+        cluster.layouts = list(self._layouts)
+        for (g, inst), owner in zip(self._base, owners, strict=True):
+            cluster.owners[g][inst] = owner
+        return Decision(cluster.configuration())
+
+    def _thief(self, state: ClusterState) -> list[Owner | None]:
+        """Fair allocation, then the best single steal (or exchange, see `_Thief`) while one improves."""
+        assert self._base is not None
+        thief = _Thief(state, self._base)
+        for _ in range(self.max_steals):
+            if not thief.steal():
+                break
+        names = state.workload.tenant_names
+        n = len(names)
+        return [
+            None if j < 0 else Owner(names[j]) if j < n else Owner(names[j - n], "retraining")
+            for j in thief.job_of.tolist()
+        ]
+
+
+class _Thief:
+    """The state of Ekya's thief scheduler over a fixed set of instances.
+
+    Jobs are numbered t (inference of tenant t, for tenants with a positive forecast) and n + t (the
+    running retraining job of tenant t, one instance at most). A steal moves one instance from one job
+    to another. A retraining job cannot hold a second instance, so it grows by exchanging its instance
+    for a larger one of another job: that job gets the smaller instance back, the same resource
+    movement as an Ekya steal of the difference. The estimate of a tenant's goodput rate is
+    min(forecast, inference capacity) × its mean accuracy over the rest of its window.
+    """
+
+    def __init__(self, state: ClusterState, base: Sequence[tuple[int, Instance]]) -> None:
+        sim = state.simulator
+        n = self.n = len(state.workload.tenants)
+        accuracy, progress, active, left = upcoming(state)
+        self.accuracy, self.active, self.left = accuracy, active, left
+        self.remaining = sim.samples - progress
+        self.after = sim.accuracy_after
+        self.rate = np.maximum(state.forecast[0], 0.0)
+        cols = [sim.profile_index[inst.profile.id] for _, inst in base]
+        self.cap_tab = sim.capacity[:, cols]  # (tenants, instances)
+        self.train_tab = sim.train_rate[:, cols]
+        count = len(base)
+        self.has_inference = self.rate > 0
+        self.has_job = active & (self.remaining > 0)
+        jobs = [t for t in range(n) if self.has_inference[t]] + [n + t for t in range(n) if self.has_job[t]]
+
+        # the running owners: on equal estimates a steal that undoes a change wins
+        running = dict.fromkeys(base, -1)
+        if state.current is not None:
+            for p in state.current.placed():
+                if p.owner is not None and (p.gpu, p.instance) in running:
+                    t = sim.tenant_index[p.owner.tenant]
+                    running[(p.gpu, p.instance)] = t if p.owner.role == "inference" else n + t
+        self.running = np.array(list(running.values()), dtype=np.int64)
+        self.tie = 1e-9 * max(float(self.rate.sum()), 1.0)
+
+        # fair start: largest instances first, each to the job with the fewest slices so far
+        computes = [inst.profile.compute for _, inst in base]
+        self.job_of = np.full(count, -1, dtype=np.int64)
+        given = dict.fromkeys(jobs, 0)
+        for i in sorted(range(count), key=lambda i: -computes[i]):
+            open_jobs = [j for j in jobs if j < n or given[j] == 0]
+            if not open_jobs:
+                break
+            j = min(open_jobs, key=lambda j: (given[j], jobs.index(j)))
+            self.job_of[i] = j
+            given[j] += computes[i]
+        self.cap = np.zeros(n)
+        self.train = np.zeros(n)
+        self.holder = np.full(n, -1, dtype=np.int64)  # the instance retraining each tenant
+        for i, j in enumerate(self.job_of.tolist()):
+            self._move(i, -1, j)
+
+    def _move(self, i: int, a: int, b: int) -> None:
+        n = self.n
+        if 0 <= a < n:
+            self.cap[a] -= self.cap_tab[a, i]
+        elif a >= n:
+            self.train[a - n], self.holder[a - n] = 0.0, -1
+        if 0 <= b < n:
+            self.cap[b] += self.cap_tab[b, i]
+        elif b >= n:
+            self.train[b - n], self.holder[b - n] = self.train_tab[b - n, i], i
+        self.job_of[i] = b
+
+    def value(self, t: np.ndarray | int, cap: np.ndarray | float, train: np.ndarray | float) -> np.ndarray:
+        """Estimated accuracy-weighted goodput rate of tenant(s) t with this capacity and training rate."""
+        t, cap, train = np.broadcast_arrays(np.asarray(t), np.asarray(cap, float), np.asarray(train, float))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            finish = np.where(train > 0, self.remaining[t] / train, np.inf)
+        left = self.left[t]
+        done = self.active[t] & (finish < left)
+        finish = np.minimum(finish, left)
+        mean = np.where(
+            done, (finish * self.accuracy[t] + (left - finish) * self.after[t]) / left, self.accuracy[t]
+        )
+        return np.minimum(self.rate[t], cap) * mean
+
+    def steal(self) -> bool:
+        """Make the best improving steal or exchange; False when none improves the estimate."""
+        n, count = self.n, len(self.job_of)
+        tenants = np.arange(n)
+        now = self.value(tenants, self.cap, self.train)
+        a = self.job_of
+        owned = a >= 0
+        ta = np.where(owned, a % n, 0)
+        inference = owned & (a < n)
+        index = np.arange(count)
+        # what the giving job loses
+        kept_cap = self.cap[ta] - np.where(inference, self.cap_tab[ta, index], 0.0)
+        kept_train = np.where(inference, self.train[ta], 0.0)
+        lose = np.where(owned, self.value(ta, kept_cap, kept_train) - now[ta], -np.inf)
+        # what each receiving job gains: inference (instances x tenants), then retraining
+        gain_inf = self.value(tenants[None, :], self.cap[None, :] + self.cap_tab.T, self.train[None, :])
+        gain_ret = self.value(tenants[None, :], self.cap[None, :], self.train_tab.T)
+        delta = np.concatenate([gain_inf, gain_ret], axis=1) - np.concatenate([now, now])[None, :]
+        delta += lose[:, None]
+        # a job moving between the inference and the retraining of one tenant: both at once
+        own = index[owned]
+        t = ta[owned]
+        delta[own, np.where(inference[owned], n + t, t)] = (
+            np.where(
+                inference[owned],
+                self.value(t, self.cap[t] - self.cap_tab[t, own], self.train_tab[t, own]),
+                self.value(t, self.cap[t] + self.cap_tab[t, own], 0.0),
+            )
+            - now[t]
+        )
+        jobs = np.arange(2 * n)
+        undo = (a != self.running)[:, None].astype(float) - (jobs[None, :] != self.running[:, None])
+        delta += self.tie * undo
+        valid = np.concatenate([self.has_inference, self.has_job & (self.holder < 0)])
+        delta[:, ~valid] = -np.inf
+        delta[own, a[owned]] = -np.inf  # not to the job it is with
+        i, b = np.unravel_index(int(np.argmax(delta)), delta.shape)
+        best = (float(delta[i, b]), [(int(i), int(b))])
+        # exchanges: retraining job n + u gives its instance h to job a[i] and takes instance i
+        for u in np.flatnonzero(self.holder >= 0).tolist():
+            h = int(self.holder[u])
+            other = owned & (index != h)
+            same = inference & (ta == u)
+            into_u = self.value(u, self.cap[u], self.train_tab[u]) - now[u]
+            cap_v = self.cap[ta] - self.cap_tab[ta, index] + self.cap_tab[ta, h]
+            change = np.where(
+                same,
+                self.value(u, self.cap[u] - self.cap_tab[u] + self.cap_tab[u, h], self.train_tab[u]) - now[u],
+                into_u
+                + np.where(
+                    inference,
+                    self.value(ta, cap_v, self.train[ta]),
+                    self.value(ta, self.cap[ta], self.train_tab[ta, h]),
+                )
+                - now[ta],
+            )
+            undo_i = (a != self.running).astype(float) - (n + u != self.running)
+            undo_h = float(n + u != self.running[h]) - (a != self.running[h])
+            change = np.where(other, change + self.tie * (undo_i + undo_h), -np.inf)
+            i = int(np.argmax(change))
+            if change[i] > best[0]:
+                best = (float(change[i]), [(i, n + u), (h, int(a[i]))])
+        if not best[0] > self.tie / 2:
+            return False
+        moves = [(i, int(self.job_of[i]), b) for i, b in best[1]]
+        for i, a_, _ in moves:
+            self._move(i, a_, -1)
+        for i, _, b in moves:
+            self._move(i, -1, b)
+        return True
