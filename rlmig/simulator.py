@@ -1,7 +1,8 @@
 """The interval simulator: what one interval under a configuration yields (DESIGN.md §3).
 
-Every planner, the environment and the evaluation use this one simulator. For an interval of length
-Δ under configuration X with arrival rates λ_t:
+Every planner, the environment and the evaluation use this one simulator; the terms of an interval
+(downtime, which instance changed, windows, job progress) are `rlmig.dynamics`. For an interval of
+length Δ under configuration X with arrival rates λ_t:
 
 - capacity C_t = Σ over t's inference instances of the best segment's throughput × (1 - downtime/Δ),
   where an instance pays the downtime when its placement or owner changed since the last interval;
@@ -33,11 +34,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
 from rlmig.catalog import ModelProfile, Segment
 from rlmig.configuration import Configuration, GpuConfig, Owner
+from rlmig.dynamics import Dynamics, changed_instances
 from rlmig.geometry import Instance, Profile
 from rlmig.workload import Workload
 
@@ -159,10 +162,9 @@ class Simulator:
             if tenant.retraining is not None:
                 self.train_rate[i] = [model.train_throughput(p.compute) for p in self.gpu.profiles]
         rt = [t.retraining for t in workload.tenants]
-        self.has_retraining = np.array([r is not None for r in rt])
-        self.window_intervals = np.array(
-            [round(r.window_s / workload.interval_s) if r else 0 for r in rt], dtype=np.int64
-        )
+        self.dynamics = Dynamics.of(workload)
+        self.has_retraining = self.dynamics.has_retraining
+        self.window_intervals = self.dynamics.window_intervals
         self.samples = np.array([r.samples if r else 0.0 for r in rt])
         self.drift = np.array([r.drift if r else 0.0 for r in rt])
         self.accuracy_after = np.array([r.accuracy if r else 1.0 for r in rt])
@@ -221,8 +223,7 @@ class Simulator:
         if len(retrainers) != len(set(retrainers.tolist())):
             twice = self.workload.tenants[int(np.bincount(retrainers).argmax())].name
             raise ValueError(f"tenant {twice!r} retrains on two instances; a job runs on one MIG instance")
-        n_tenants, n_profiles = len(self.workload.tenants), len(self.gpu.profiles)
-        key = ((((g * (self.gpu.slots + 1) + start) * n_profiles + p) * (n_tenants + 1) + t + 1) * 2) + r
+        key = self.instance_key(g, start, p, t, r)
         used = len({index for index, gpu_config in enumerate(config.gpus) if gpu_config.used})
         encoded = EncodedConfig(g, p, t, r, key, cap, train, used)
         if cache:
@@ -230,6 +231,13 @@ class Simulator:
                 self._encoded.clear()
             self._encoded[config] = encoded
         return encoded
+
+    def instance_key(self, gpu: Any, start: Any, profile: Any, tenant: Any, role: Any) -> Any:
+        """The identity of an instance (GPU index, start slot, profile index, tenant index or -1, role)
+        as one integer, elementwise on arrays: equal keys in two intervals = an unchanged instance."""
+        n_tenants, n_profiles = len(self.workload.tenants), len(self.gpu.profiles)
+        placed = (gpu * (self.gpu.slots + 1) + start) * n_profiles + profile
+        return ((placed * (n_tenants + 1) + tenant + 1) * 2) + role
 
     def time_shared_capacity(self, tenant: int, sharers: int) -> float:
         """req/s tenant `tenant` gets on a whole GPU (MIG disabled) time-sliced among `sharers` tenants."""
@@ -263,7 +271,7 @@ class Simulator:
     def window_start(self, index: int, state: TenantState) -> TenantState:
         """The tenants' state as interval `index` starts: where a retraining window begins, the model
         drifts (accuracy minus drift, never below 0) and a fresh job starts (progress 0, running)."""
-        new_window = self.has_retraining & (index % np.maximum(self.window_intervals, 1) == 0)
+        new_window = self.dynamics.window_starts(index)
         return TenantState(
             np.where(new_window, np.maximum(state.accuracy - self.drift, 0.0), state.accuracy),
             np.where(new_window, 0.0, state.progress),
@@ -280,31 +288,22 @@ class Simulator:
     ) -> tuple[IntervalOutcome, TenantState]:
         """Simulate interval `index` under `config` (coming from `previous`); returns a new state."""
         n = len(self.workload.tenants)
-        dt, down = self.workload.interval_s, self.workload.downtime_s
+        dt = self.workload.interval_s
 
         start = self.window_start(index, state)
         accuracy, progress, active = start.accuracy, start.progress, start.active
 
         owned = config.tenant >= 0
-        changed = owned & ~np.isin(config.key, previous.key) if previous is not None else np.zeros_like(owned)
+        changed = changed_instances(config, previous)
         tenant = np.where(owned, config.tenant, 0)
-        up = 1.0 - down / dt * changed  # share of the interval each instance works
+        up = self.dynamics.uptime(changed)  # share of the interval each instance works
 
         capacity = np.bincount(tenant, weights=config.capacity * up, minlength=n)
         served = np.minimum(rates, capacity)
 
         steady = np.bincount(tenant, weights=config.train * ~changed, minlength=n)
         delayed = np.bincount(tenant, weights=config.train * changed, minlength=n)
-        remaining = self.samples - progress
-        gain = steady * dt + delayed * (dt - down)
-        completes = active & (gain >= remaining) & (gain > 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            finish = np.where(
-                steady * down >= remaining,
-                remaining / steady,
-                down + (remaining - steady * down) / (steady + delayed),
-            )
-        finish = np.where(completes, np.clip(finish, 0.0, dt), dt)
+        gain, completes, finish = self.dynamics.job_progress(self.samples - progress, steady, delayed, active)
         mean_accuracy = np.where(
             completes, (finish * accuracy + (dt - finish) * self.accuracy_after) / dt, accuracy
         )

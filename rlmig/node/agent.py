@@ -58,6 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rlmig.configuration import Configuration, GpuConfig, Owner
+from rlmig.dynamics import changed_instances
 from rlmig.errors import RlmigError
 from rlmig.executor import ApplyError, ApplyResult
 from rlmig.executor.planfile import configuration_json
@@ -177,8 +178,7 @@ class NodeAgent:
     def _changed(self, new: Configuration, old: Configuration | None) -> int:
         if old is None:
             return 0
-        a, b = self.simulator.encode(new), self.simulator.encode(old)
-        return int(((a.tenant >= 0) & ~np.isin(a.key, b.key)).sum())
+        return int(changed_instances(self.simulator.encode(new), self.simulator.encode(old)).sum())
 
     # -- start, rounds, the loop --------------------------------------------------------------------
 

@@ -97,7 +97,7 @@ class GreedyPlanner(Planner):
                     cap = inference_capacity(sim, gpu_config)
                     if cap.any():
                         keepable[g] = cap
-        tolerance = 1.0 - workload.downtime_s / workload.interval_s
+        tolerance = sim.dynamics.changed_uptime  # a changed instance works this share of the interval
         chosen: dict[int, GpuConfig] = {}
         free = list(range(workload.gpu_count))
         mixes = _mixes(workload.gpu)

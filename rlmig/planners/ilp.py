@@ -224,8 +224,8 @@ class DynamicModel:
         self.horizon = horizon
         self.fixed = fixed or FixedChoices()
         self.rates = pad_forecast(np.asarray(state.forecast[:horizon], dtype=float), horizon)
-        self.dt = self.workload.interval_s
-        self.down = self.workload.downtime_s
+        self.dyn = self.sim.dynamics  # downtime, windows: the simulator's terms (rlmig.dynamics)
+        self.dt = self.dyn.interval_s
         self.problem = pulp.LpProblem("dynamic", pulp.LpMaximize)
         self.vars: list[_Var] = []
         self.layout_vars: dict[tuple[int, int], dict[Layout, pulp.LpVariable]] = {}
@@ -238,17 +238,14 @@ class DynamicModel:
     def _var(self, low: float, high: float | None, cat: str = "Continuous") -> pulp.LpVariable:
         return self.problem.add_variable(f"v{next(self._names)}", low, high, cat=cat)
 
-    def _previous_keys(self) -> set[tuple[int, int, int, int, int]]:
-        keys: set[tuple[int, int, int, int, int]] = set()
+    def _previous_keys(self) -> set[int]:
+        """The identities of the current configuration's owned instances (`rlmig.dynamics`: an instance
+        is unchanged when its identity was in the previous interval)."""
         current = self.state.current
         if current is None:
-            return keys
-        for placed in current.placed():
-            if placed.owner is None:
-                continue
-            t, r = self.sim.tenant_index[placed.owner.tenant], _role(placed.owner)
-            keys.add((placed.gpu, placed.instance.start, placed.instance.profile.id, t, r))
-        return keys
+            return set()
+        encoded = self.sim.encode(current)
+        return set(encoded.key[encoded.tenant >= 0].tolist())
 
     def _build(self) -> None:
         sim, gpu, H = self.sim, self.gpu, self.horizon
@@ -256,7 +253,6 @@ class DynamicModel:
         layouts = maximal_layouts(gpu)
         candidates = gpu.candidates(gpu.base_profiles())
         previous = self._previous_keys()
-        frac = self.down / self.dt
 
         # Layouts and owners.
         by_slot = self.by_slot
@@ -283,7 +279,7 @@ class DynamicModel:
                             kept: pulp.LpVariable | float
                             if h == 0:  # unchanged iff the same owner had it in the previous configuration;
                                 # the run's first configuration is in place from the start (no downtime)
-                                key = (g, inst.start, inst.profile.id, t, r)
+                                key = sim.instance_key(g, inst.start, j, t, r)
                                 kept = x if self.state.current is None or key in previous else 0.0
                             else:
                                 kept = self._var(0, 1)
@@ -320,7 +316,7 @@ class DynamicModel:
                     self.problem += pulp.lpSum(v.x for v in retraining) <= 1
 
         for t in tenants:
-            self._tenant_goodput(t, frac)
+            self._tenant_goodput(t)
 
         # Objective: goodput, then fewer changes and fewer owned instances (tie-breaking).
         arrivals = max(float(self.rates.sum()) * self.dt, 1.0)
@@ -352,35 +348,35 @@ class DynamicModel:
             return [(changed, v.x)]
         return [(changed, v.x), (kept - changed, v.kept)]
 
-    def _capacity(self, t: int, h: int, frac: float) -> pulp.LpAffineExpression:
+    def _capacity(self, t: int, h: int) -> pulp.LpAffineExpression:
         """C[t, h]: req/s of t's inference instances in step h, a changed one for 1 - downtime/Δ."""
         return pulp.lpSum(
             self.sim.capacity[t, v.j] * w * ind
             for v in self.by_tenant.get((t, h, INFERENCE), [])
-            for w, ind in self._pieces(v, 1 - frac, 1.0)
+            for w, ind in self._pieces(v, self.dyn.changed_uptime, 1.0)
         )
 
     def _capacity_times(
-        self, t: int, h: int, frac: float, other: pulp.LpVariable | float, bound: float
+        self, t: int, h: int, other: pulp.LpVariable | float, bound: float
     ) -> pulp.LpAffineExpression | float:
         """C[t, h] × `other` (a variable in [0, bound], or a constant), linearised exactly: each binary
         of C times `other` is a variable under both (maximisation pushes it to their product)."""
         if not isinstance(other, pulp.LpVariable):
-            return other * self._capacity(t, h, frac) if other else 0.0
+            return other * self._capacity(t, h) if other else 0.0
         terms = []
         for v in self.by_tenant.get((t, h, INFERENCE), []):
-            for weight, indicator in self._pieces(v, 1 - frac, 1.0):
+            for weight, indicator in self._pieces(v, self.dyn.changed_uptime, 1.0):
                 product = self._var(0, bound)
                 self.problem += product <= bound * indicator
                 self.problem += product <= other
                 terms.append(self.sim.capacity[t, v.j] * weight * product)
         return pulp.lpSum(terms)
 
-    def _tenant_goodput(self, t: int, frac: float) -> None:
-        H, dt, down = self.horizon, self.dt, self.down
+    def _tenant_goodput(self, t: int) -> None:
+        H, dt, dyn = self.horizon, self.dt, self.dyn
         rates = self.rates[:, t]
         sim, state = self.sim, self.state
-        capacity = [self._capacity(t, h, frac) for h in range(H)]
+        capacity = [self._capacity(t, h) for h in range(H)]
         goodput = [self._var(0, None) for _ in range(H)]
         for h in range(H):
             self.goodput[t, h] = goodput[h]
@@ -391,8 +387,7 @@ class DynamicModel:
             return
 
         a1, drift, samples = float(sim.accuracy_after[t]), float(sim.drift[t]), float(sim.samples[t])
-        window = int(sim.window_intervals[t])
-        boundaries = {h for h in range(H) if (state.interval + h) % window == 0}
+        boundaries = {h for h in range(H) if dyn.window_starts(state.interval + h)[t]}
         starts = sorted({0} | boundaries)
         segments = [range(a, b) for a, b in zip(starts, [*starts[1:], H], strict=True)]
 
@@ -422,9 +417,8 @@ class DynamicModel:
                 done: pulp.LpVariable | float = done_prev
                 if retraining:
                     for v in retraining:
-                        work += pulp.lpSum(
-                            sim.train_rate[t, v.j] * w * ind for w, ind in self._pieces(v, dt - down, dt)
-                        )
+                        pieces = self._pieces(v, dyn.train_seconds(True), dyn.train_seconds(False))
+                        work += pulp.lpSum(sim.train_rate[t, v.j] * w * ind for w, ind in pieces)
                     done = self._var(0, 1, "Binary")
                     self.done_vars.append(done)
                     self.problem += done >= done_prev
@@ -441,8 +435,8 @@ class DynamicModel:
                         slack = (rate * dt + remaining) * (1 - on_j) + remaining * (1 - completes)
                         self.problem += rate * e <= work - remaining + slack
                 lam = float(rates[h])
-                c_done = self._capacity_times(t, h, frac, done_prev, 1.0)
-                c_e = self._capacity_times(t, h, frac, e, dt)
+                c_done = self._capacity_times(t, h, done_prev, 1.0)
+                c_e = self._capacity_times(t, h, e, dt)
                 for level, condition in level_cases:
                     slack = 0.0 if condition is None else dt * lam * a1 * (1 - condition)
                     gain = a1 - level

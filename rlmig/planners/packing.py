@@ -63,15 +63,14 @@ def upcoming(state: ClusterState) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     """Accuracy, retraining progress, active jobs and seconds left in the window, as they will be at the
     start of ``state.interval`` (a window starting then drifts the model and starts a fresh job)."""
     sim, k = state.simulator, state.interval
-    window = np.maximum(sim.window_intervals, 1)
     start = sim.window_start(k, state.tenants)
-    left = (window - k % window) * state.workload.interval_s
-    return start.accuracy, start.progress, start.active & sim.has_retraining, left.astype(float)
+    left = sim.dynamics.seconds_left(k)
+    return start.accuracy, start.progress, start.active & sim.has_retraining, left
 
 
 def window_starts(state: ClusterState) -> bool:
-    sim = state.simulator
-    return bool((sim.has_retraining & (state.interval % np.maximum(sim.window_intervals, 1) == 0)).any())
+    """Whether any tenant's retraining window starts with ``state.interval``."""
+    return bool(state.simulator.dynamics.window_starts(state.interval).any())
 
 
 def inference_capacity(sim: Simulator, gpu_config: GpuConfig) -> np.ndarray:

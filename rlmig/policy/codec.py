@@ -350,7 +350,6 @@ class DecisionCodec:
             history[HISTORY - len(past) :] = past
         demand = np.maximum(self.forecast[0], 1e-6)
         self._demand = demand
-        window = np.maximum(sim.window_intervals, 1)
         columns = [
             np.ones(n),
             *(history / self.scale),
@@ -362,7 +361,7 @@ class DecisionCodec:
             np.divide(self.tenants.progress, np.maximum(sim.samples, 1e-9)),
             self.tenants.active.astype(float),
             sim.has_retraining.astype(float),
-            np.where(sim.has_retraining, (k % window) / window, 0.0),
+            sim.dynamics.window_phase(k),
             np.minimum(self.previous_capacity / demand, 5.0),
             np.zeros(n),  # capacity decided so far: filled per sub-step
             np.zeros(n),  # retraining decided so far: filled per sub-step
