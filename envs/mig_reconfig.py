@@ -27,9 +27,8 @@ import numpy as np
 
 from rlmig.configuration import Configuration
 from rlmig.geometry import gpu_model
-from rlmig.planners.base import ClusterState, ForecastFeed
+from rlmig.loop import ClusterState, DecisionLoop
 from rlmig.policy.codec import FORECAST, LAYOUT, DecisionCodec, PolicySpec
-from rlmig.simulator import EncodedConfig, Simulator, TenantState
 from rlmig.workload import Workload, load_workload
 
 
@@ -69,9 +68,9 @@ class MigReconfigEnv(gym.Env):
     keep in the layout phase (the first layout when keep is not legal), idle in the owner phase;
     ``info["illegal_action"]`` says so.
 
-    Forecasts come from `rlmig.planners.base.ForecastFeed`, exactly as `run_planner` gives them to a
-    planner, so an episode decided by the oracle (`rlmig.agents.expert.Expert`) reproduces the ILP
-    planner's run.
+    Each interval is a round of the one decision loop (`rlmig.loop.DecisionLoop`), as in `run_planner`:
+    the same forecasts and accounting, so an episode decided by the oracle (`rlmig.agents.expert.Expert`)
+    reproduces the ILP planner's run.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012
@@ -109,37 +108,33 @@ class MigReconfigEnv(gym.Env):
         if why is not None:
             raise ValueError(why)
         self.workload = workload
-        self.sim = Simulator(workload)
+        self.loop = DecisionLoop(
+            workload, forecaster=self.forecaster, horizon=self.forecast_horizon, cache=False
+        )
+        self.sim = self.loop.simulator
         self.norm = max(float(workload.rates.sum(axis=1).mean()) * workload.interval_s, 1e-9)
-        self.interval = 0
-        self.state: TenantState = self.sim.initial_state()
-        self.current: Configuration | None = None
-        self.current_encoded: EncodedConfig | None = None
-        self.feed = ForecastFeed(workload, self.forecast_horizon, self.forecaster)
         self.goodputs: list[float] = []
+        self.loop.observe(workload.rates[0])  # round 0: seeds the forecasters
         self._begin_interval()
         return self.codec.observation(), self._info()
 
+    @property
+    def interval(self) -> int:
+        """The interval being decided."""
+        return self.loop.k
+
+    @property
+    def current(self) -> Configuration | None:
+        """The configuration in place before the interval being decided."""
+        return self.loop.placed
+
     def cluster_state(self) -> ClusterState:
         """What a planner sees before the interval being decided."""
-        k = self.interval
-        return ClusterState(
-            self.workload,
-            self.sim,
-            k,
-            self.current,
-            self.state.copy(),
-            self.workload.rates[:k],
-            self.forecast,
-        )
+        return self.loop.cluster_state(self.loop.placed, self.forecast)
 
     def _begin_interval(self) -> None:
-        self.forecast = self.feed.forecast(self.interval)
-        k = self.interval
-        cluster = ClusterState(
-            self.workload, self.sim, k, self.current, self.state, self.workload.rates[:k], self.forecast
-        )
-        self.codec.begin(cluster, self.current_encoded)
+        self.forecast = self.loop.forecast()
+        self.codec.begin(self.cluster_state(), self.loop.placed_encoded)
 
     def action_masks(self) -> np.ndarray:
         """Legal actions now (always at least one)."""
@@ -158,15 +153,11 @@ class MigReconfigEnv(gym.Env):
         return self.codec.observation(), reward, False, False, info
 
     def _simulate(self) -> float:
-        config = self.codec.decided_configuration()
-        encoded = self.sim.encode(config, cache=False)
-        outcome, self.state = self.sim.step(
-            self.interval, self.state, encoded, self.current_encoded, self.workload.rates[self.interval]
-        )
-        self.current, self.current_encoded = config, encoded
+        k = self.loop.k
+        self.loop.commit(self.codec.decided_configuration())
+        outcome = self.loop.observe(self.workload.rates[k])  # accounts interval k
         self.goodputs.append(float(outcome.goodput.sum()))
         self.last_outcome = outcome
-        self.interval += 1
         if self.interval < self.workload.intervals:
             self._begin_interval()
         return float(outcome.goodput.sum()) / self.norm

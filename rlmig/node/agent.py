@@ -14,11 +14,14 @@ Usage::
     agent.run()                    # until the simulated trace ends (or a stop); agent.run(once=True)
     print(agent.simulator.metrics(agent.outcomes))
 
-One round, at the end of interval k - 1 (round k decides interval k):
+One round, at the end of interval k - 1 (round k decides interval k), is a round of `rlmig.loop`'s
+decision loop whose rates are measured, whose current configuration is the node's, and whose decision
+is applied through the executor:
 
 1. read the rates of interval k - 1 from the rate source (round 0 reads the load as the agent starts,
-   which seeds the forecasters, as `rlmig.planners.base.ForecastFeed` does); during an outage hold the
-   last rates, and once they are older than `max_stale_s` stop reconfiguring until rates return;
+   which seeds the forecasters, as in every run of the one decision loop, `rlmig.loop`); during an
+   outage hold the last rates, and once they are older than `max_stale_s` stop reconfiguring until
+   rates return;
 2. account interval k - 1: advance the tenants' retraining state (`rlmig.simulator.Simulator.step`)
    under the configuration that was in place, the one before it, and the observed rates (below);
 3. feed each tenant's forecaster (`rlmig.forecast`) and forecast the planner's horizon;
@@ -62,13 +65,13 @@ from rlmig.dynamics import changed_instances
 from rlmig.errors import RlmigError
 from rlmig.executor import ApplyError, ApplyResult
 from rlmig.executor.planfile import configuration_json
-from rlmig.forecast import make_forecaster
+from rlmig.loop import DecisionLoop, predicted_goodput
 from rlmig.node.logs import event
 from rlmig.node.metrics import AgentMetrics
 from rlmig.node.node import AgentStopped, Node, StopSignal, require_gpus
 from rlmig.node.rates import RateSource
-from rlmig.planners.base import ClusterState, Decision, Planner
-from rlmig.simulator import IntervalOutcome, Simulator
+from rlmig.planners.base import Decision, Planner
+from rlmig.simulator import IntervalOutcome
 from rlmig.workload import Workload
 
 log = logging.getLogger("rlmig.node")
@@ -127,18 +130,10 @@ class NodeAgent:
         self.stop = stop or getattr(node, "stop", None) or StopSignal()
         self.clock = clock
         self.wall = wall
-        self.simulator = Simulator(workload)
-        self.tenants = self.simulator.initial_state()
-        self.forecasters = [make_forecaster(forecaster) for _ in workload.tenants]
-        self.horizon = max(1, planner.horizon)
-        self.k = 0  # the interval the next round decides
-        self.history: list[np.ndarray] = []
+        self.loop = DecisionLoop(workload, forecaster=forecaster, horizon=planner.horizon)
+        self.simulator = self.loop.simulator
         self.last_rates: np.ndarray | None = None
         self.rates_at: float | None = None
-        self._placed: Configuration | None = None  # in place during interval k - 1 (None: nothing owned)
-        self._before: Configuration | None = None  # in place during interval k - 2
-        self.outcomes: list[IntervalOutcome] = []
-        self.configurations: list[Configuration] = []  # in place during each interval, the workload's GPUs
         self.records: list[RoundRecord] = []
         self.started = False
         planner.reset(workload)
@@ -174,6 +169,16 @@ class NodeAgent:
             raise RlmigError(f"the planner configured {len(config.gpus)} GPUs of {self.workload.gpu_count}")
         missing = self.workload.gpu_count - len(config.gpus)
         return Configuration(config.gpu, config.gpus + (GpuConfig(config.gpu.empty_layout(), ()),) * missing)
+
+    @property
+    def outcomes(self) -> list[IntervalOutcome]:
+        """The accounting of every finished interval."""
+        return self.loop.outcomes
+
+    @property
+    def configurations(self) -> list[Configuration]:
+        """The configuration in place during each finished interval (the workload's GPUs)."""
+        return self.loop.configurations
 
     def _changed(self, new: Configuration, old: Configuration | None) -> int:
         if old is None:
@@ -247,23 +252,13 @@ class NodeAgent:
         the workload (`RlmigError`), escape."""
         if not self.started:
             self.start()
-        k, sim, names = self.k, self.simulator, self.workload.tenant_names
+        k, names = self.loop.k, self.workload.tenant_names
         now = self.clock()
         rates, fresh, rate_error = self._observe(now)
-        observed = rates if rates is not None else np.zeros(len(names))
-
-        outcome = None
-        if k > 0:  # account interval k - 1
-            placed = self._placed or Configuration.empty(self.workload.gpu, self.workload.gpu_count)
-            before = sim.encode(self._before) if self._before is not None else None
-            outcome, self.tenants = sim.step(k - 1, self.tenants, sim.encode(placed), before, observed)
-            self.outcomes.append(outcome)
-            self.configurations.append(placed)
-            self.history.append(observed)
-            self._report_interval(outcome, placed)
+        outcome = self.loop.observe(rates)  # accounts interval k - 1 (no load during an outage)
+        if outcome is not None:
+            self._report_interval(outcome, self.loop.configurations[-1])
         if rates is not None:
-            for f, rate in zip(self.forecasters, rates, strict=True):
-                f.update(float(rate))
             for name, rate in zip(names, rates, strict=True):
                 self.metrics.rate.set(float(rate), tenant=name)
         age = 0.0 if self.rates_at is None else now - self.rates_at
@@ -272,19 +267,18 @@ class NodeAgent:
         self.metrics.rates_stale.set(1.0 if stale else 0.0)
 
         if getattr(self.source, "done", False):  # the simulated trace is over: nothing more to decide
-            record = RoundRecord(k - 1, "final", rates, fresh, None, None, self._placed, outcome=outcome)
+            record = RoundRecord(k - 1, "final", rates, fresh, None, None, self.loop.placed, outcome=outcome)
             self.records.append(record)
             event(log, "trace_over", intervals=len(self.outcomes))
             return record
 
         forecast = None
-        if rates is not None or self.history:
-            forecast = np.stack([np.maximum(f.forecast(self.horizon), 0.0) for f in self.forecasters], axis=1)
+        if rates is not None or self.loop.history:
+            forecast = self.loop.forecast()
             for name, rate in zip(names, forecast[0], strict=True):
                 self.metrics.forecast.set(float(rate), tenant=name)
         record = self._decide(k, rates, fresh, forecast, stale, outcome, rate_error)
         self.records.append(record)
-        self.k += 1
         self.metrics.interval.set(k)
         return record
 
@@ -311,7 +305,7 @@ class NodeAgent:
             return self._hold(k, "read_error", rates, fresh, forecast, None, outcome, error)
         current = self._ours(node_config)
         if k == 0:  # nothing owned yet: bring-up, as the simulator's first interval (module docstring)
-            self._placed = current if current.tenants() else None
+            self.loop.bring_up(current if current.tenants() else None)
         if stale or forecast is None:
             self.metrics.rounds.inc(result="held")
             event(
@@ -324,15 +318,7 @@ class NodeAgent:
             )
             return self._hold(k, "held", rates, fresh, forecast, current, outcome, rate_error)
 
-        state = ClusterState(
-            self.workload,
-            sim,
-            k,
-            self._placed and current,
-            self.tenants.copy(),
-            np.array(self.history).reshape(len(self.history), len(self.workload.tenants)),
-            forecast,
-        )
+        state = self.loop.cluster_state(self.loop.placed and current, forecast)
         started = time.perf_counter()
         try:
             decision = self.planner.plan(state)
@@ -432,28 +418,27 @@ class NodeAgent:
         error: str | None,
     ) -> RoundRecord:
         """Keep the configuration in place for interval k."""
-        placed = current if current is not None else self._placed
+        placed = current if current is not None else self.loop.placed
         predicted = self._commit(k, placed, forecast) if placed is not None else None
         if placed is None:
-            self._before, self._placed = self._placed, None
+            self.loop.commit(None)
         return RoundRecord(
             k, result, rates, fresh, forecast, current, placed, None, 0.0, predicted, outcome, error
         )
 
     def _commit(self, k: int, placed: Configuration, forecast: np.ndarray | None) -> float | None:
         """Make `placed` the configuration of interval k; the goodput predicted for it on the forecast."""
-        sim = self.simulator
-        previous = self._placed
+        previous = self.loop.placed
         self.metrics.reconfigured.inc(self._changed(placed, previous))
-        self._before, self._placed = previous, placed
+        goodput = None
+        if forecast is not None:  # before the commit: the prediction starts from interval k's state
+            goodput = predicted_goodput(self.loop.cluster_state(previous, forecast), placed, 1)
+        self.loop.commit(placed)
         self.metrics.instances.clear()
         for (tenant, role), count in _instances(placed).items():
             self.metrics.instances.set(count, tenant=tenant, role=role)
-        if forecast is None:
+        if goodput is None:
             return None
-        prior = sim.encode(previous) if previous is not None else None
-        predicted, _ = sim.step(k, self.tenants.copy(), sim.encode(placed), prior, forecast[0])
-        goodput = float(predicted.goodput.sum())
         arrivals = float(forecast[0].sum()) * self.workload.interval_s
         self.metrics.predicted_goodput.set(goodput)
         self.metrics.predicted_ratio.set(goodput / arrivals if arrivals else 1.0)
@@ -465,9 +450,10 @@ class NodeAgent:
         m.goodput.inc(float(outcome.goodput.sum()))
         m.arrivals.inc(arrivals)
         for i, name in enumerate(names):
-            m.accuracy.set(float(self.tenants.accuracy[i]), tenant=name)
+            m.accuracy.set(float(self.loop.tenants.accuracy[i]), tenant=name)
             samples = float(self.simulator.samples[i])
-            m.retraining.set(float(self.tenants.progress[i]) / samples if samples else 0.0, tenant=name)
+            progress = float(self.loop.tenants.progress[i])
+            m.retraining.set(progress / samples if samples else 0.0, tenant=name)
         event(
             log,
             "interval",

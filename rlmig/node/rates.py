@@ -27,7 +27,7 @@ reads once per interval, at the interval's end), and raises `RatesUnavailable` w
   counts, so a writer may append) or JSON ``{"tenant": rate, ...}`` (or ``{"rates": {...}}``). A
   tenant the file does not name has rate 0; a file that is missing or malformed is an outage.
 - `SimulatedRates` replays the workload's own rates, interval by interval: the first read gives the
-  first interval's rate (the load as the agent starts: the same seed `rlmig.planners.base.ForecastFeed`
+  first interval's rate (the load as the agent starts: the same seed as every run of `rlmig.loop`
   uses), read k >= 1 the rate of interval k - 1. `done` turns True with the last interval's rate.
 
 `make_rate_source("prometheus:URL" | "file:PATH" | "simulated", workload)` builds one from the

@@ -1,4 +1,4 @@
-"""The planner interface, and the loop that runs any planner over a workload in the simulator.
+"""The planner interface, and `run_planner`: any planner over a workload in the simulator.
 
 A planner maps what can be observed of the cluster before an interval (the current configuration,
 the tenants' retraining state, the rates seen so far and a forecast of the next ones) to the target
@@ -14,10 +14,11 @@ Usage::
     print(run.result.metrics, run.decision_ms_p99)
 
 In serve mode a planner is asked once, with the peak rate of every tenant as its forecast, and its
-configuration runs unchanged. In dynamic mode it is asked before every interval; its forecast comes from
-one forecaster per tenant fed with the mean rate of each finished interval (before the first interval
-the forecaster is seeded with the first interval's rate: the load just before the run is taken to be
-the load at its start). A planner with ``foresight = True`` sees the true rates of the next intervals.
+configuration runs unchanged. In dynamic mode it is asked before every interval, through the one
+decision loop (`rlmig.loop`): its forecast comes from one forecaster per tenant fed with the mean rate
+of each finished interval (before the first interval the forecaster is seeded with the first interval's
+rate: the load just before the run is taken to be the load at its start). A planner with
+``foresight = True`` sees the true rates of the next intervals.
 """
 
 from __future__ import annotations
@@ -30,22 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from rlmig.configuration import Configuration
-from rlmig.forecast import make_forecaster
-from rlmig.simulator import RunResult, Simulator, TenantState
+from rlmig.loop import ClusterState, DecisionLoop, pad_forecast, true_future
+from rlmig.simulator import RunResult, Simulator
 from rlmig.workload import Workload
 
-
-@dataclass(frozen=True)
-class ClusterState:
-    """What a planner may observe before interval `interval` (arrays over the workload's tenants)."""
-
-    workload: Workload
-    simulator: Simulator
-    interval: int
-    current: Configuration | None
-    tenants: TenantState
-    history: np.ndarray  # (intervals so far, tenants): observed mean rates, oldest first
-    forecast: np.ndarray  # (horizon, tenants): rates of intervals interval .. interval + horizon - 1
+__all__ = ["ClusterState", "Decision", "Planner", "PlannerRun", "pad_forecast", "run_planner", "serve_rates"]
 
 
 @dataclass(frozen=True)
@@ -93,40 +83,6 @@ class PlannerRun:
         return float(np.percentile(self.decision_seconds, 99) * 1e3) if self.decision_seconds else 0.0
 
 
-class ForecastFeed:
-    """The rates a planner is shown before each interval of a dynamic run (see the module docstring).
-
-    `forecast(k)` must be called for k = 0, 1, 2, ... in order: it feeds each tenant's forecaster the
-    rate of interval k - 1 and returns the next `horizon` rates, shape (horizon, tenants). With
-    `foresight` it returns the true rates instead (the last interval's repeated past the run's end).
-    """
-
-    def __init__(self, workload: Workload, horizon: int, forecaster: str = "auto", foresight: bool = False):
-        self.rates = workload.rates
-        self.horizon = horizon
-        self.foresight = foresight
-        self.forecasters = [make_forecaster(forecaster) for _ in workload.tenants]
-        for f, rate in zip(self.forecasters, self.rates[0], strict=True):
-            f.update(float(rate))
-        self.fed = 0  # intervals whose rate the forecasters have seen, beyond the seed
-
-    def forecast(self, k: int) -> np.ndarray:
-        while self.fed < k:
-            for f, rate in zip(self.forecasters, self.rates[self.fed], strict=True):
-                f.update(float(rate))
-            self.fed += 1
-        if self.foresight:
-            return self.rates[np.minimum(np.arange(k, k + self.horizon), len(self.rates) - 1)]
-        return np.stack([np.maximum(f.forecast(self.horizon), 0.0) for f in self.forecasters], axis=1)
-
-
-def pad_forecast(forecast: np.ndarray, horizon: int) -> np.ndarray:
-    """`forecast` (intervals, tenants) with at least `horizon` rows, its last row repeated."""
-    if len(forecast) >= horizon:
-        return forecast
-    return np.vstack([forecast, np.repeat(forecast[-1:], horizon - len(forecast), 0)])
-
-
 def serve_rates(workload: Workload) -> np.ndarray:
     """The rates a serve-mode plan must carry: each tenant's peak interval rate, shape (1, tenants)."""
     return workload.rates.max(axis=0, keepdims=True)
@@ -149,23 +105,25 @@ def run_planner(
     decisions: list[Decision] = []
     seconds: list[float] = []
 
-    def ask(k: int, state: TenantState, previous: Configuration | None, forecast: np.ndarray) -> Decision:
-        cluster = ClusterState(workload, simulator, k, previous, state, rates[:k], forecast)
+    def ask(cluster: ClusterState) -> Decision:
         start = time.perf_counter()
         decision = planner.plan(cluster)
         seconds.append(time.perf_counter() - start)
         decisions.append(decision)
         if on_decision is not None:
-            on_decision(k, decision)
+            on_decision(cluster.interval, decision)
         return decision
 
     if workload.mode == "serve":
-        decision = ask(0, simulator.initial_state(), None, serve_rates(workload))
+        initial = simulator.initial_state()
+        decision = ask(ClusterState(workload, simulator, 0, None, initial, rates[:0], serve_rates(workload)))
         return PlannerRun(simulator.run(decision.configuration), decisions, seconds, simulator)
 
-    feed = ForecastFeed(workload, max(1, planner.horizon), forecaster, planner.foresight)
-
-    def decide(k: int, state: TenantState, previous: Configuration | None) -> Configuration:
-        return ask(k, state, previous, feed.forecast(k)).configuration
-
-    return PlannerRun(simulator.run(decide, intervals), decisions, seconds, simulator)
+    loop = DecisionLoop(workload, simulator, forecaster=forecaster, horizon=planner.horizon)
+    n = workload.intervals if intervals is None else intervals
+    for k in range(n):
+        loop.observe(rates[max(k - 1, 0)])
+        forecast = true_future(workload, k, loop.horizon) if planner.foresight else loop.forecast()
+        loop.commit(ask(loop.cluster_state(loop.placed, forecast)).configuration)
+    loop.observe(rates[n - 1])
+    return PlannerRun(loop.result(), decisions, seconds, simulator)

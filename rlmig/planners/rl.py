@@ -21,6 +21,7 @@ from rlmig.checkpoints import CHECKPOINTS_DIR
 from rlmig.configuration import Configuration
 from rlmig.errors import RlmigError
 from rlmig.geometry import gpu_model
+from rlmig.loop import predicted_goodput
 from rlmig.planners.base import ClusterState, Decision, Planner
 from rlmig.policy import DecisionCodec, NumpyPolicy, PolicySpec, load_checkpoint
 from rlmig.workload import Workload
@@ -99,18 +100,3 @@ class RlPlanner(Planner):
 
             self._fallbacks = [make_planner(name) for name in self.fallback_names]
         return self._fallbacks
-
-
-def predicted_goodput(state: ClusterState, config: Configuration, horizon: int) -> float:
-    """Goodput the simulator predicts for holding `config` over the next `horizon` forecast intervals."""
-    sim = state.simulator
-    tenants = state.tenants.copy()
-    previous = sim.encode(state.current) if state.current is not None else None
-    encoded = sim.encode(config)
-    total = 0.0
-    for h in range(horizon):
-        rates = state.forecast[min(h, len(state.forecast) - 1)]
-        outcome, tenants = sim.step(state.interval + h, tenants, encoded, previous, rates)
-        total += float(outcome.goodput.sum())
-        previous = encoded
-    return total

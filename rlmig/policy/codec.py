@@ -32,7 +32,7 @@ import numpy as np
 
 from rlmig.configuration import Configuration, GpuConfig, Owner, settle
 from rlmig.geometry import GpuModel, Instance, Layout, Profile
-from rlmig.planners.base import ClusterState, pad_forecast
+from rlmig.loop import ClusterState, pad_forecast
 from rlmig.simulator import EncodedConfig, Simulator, TenantState
 from rlmig.workload import Workload
 
@@ -194,6 +194,7 @@ class DecisionCodec:
         if self.workload is not cluster.workload or self.sim is not cluster.simulator:
             self._use_workload(cluster.workload, cluster.simulator)
         self.interval = cluster.interval
+        self.history = cluster.history  # the rates observed so far (measured ones on a node)
         self.tenants: TenantState = cluster.tenants
         self.current = cluster.current
         if current_encoded is None and cluster.current is not None:
@@ -345,7 +346,7 @@ class DecisionCodec:
         n, P, T, G = self.n_tenants, len(spec.profiles), spec.max_tenants, spec.max_gpus
         k = self.interval
         history = np.zeros((HISTORY, n))
-        past = self.workload.rates[max(0, k - HISTORY) : k]
+        past = self.history[max(0, k - HISTORY) : k]
         if len(past):
             history[HISTORY - len(past) :] = past
         demand = np.maximum(self.forecast[0], 1e-6)
