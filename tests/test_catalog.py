@@ -16,8 +16,6 @@ from rlmig.catalog import (
     PARVAGPU_COLUMNS,
     LatencyModel,
     ModelProfile,
-    ProfileDataError,
-    UnknownModelError,
     builtin_profiles,
     catalog,
     import_profile,
@@ -25,7 +23,7 @@ from rlmig.catalog import (
     user_profile_dir,
 )
 from rlmig.cli.profiles import profiles as profiles_cli
-from rlmig.errors import RlmigError
+from rlmig.errors import ProfileDataError, RlmigError, UnknownModelError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PARVA = DATA / "parvagpu-a100-80gb" / "prof_data"
