@@ -43,7 +43,7 @@ from rlmig.agents.imitation import Demonstrations, behaviour_cloning, rollout
 from rlmig.envs.mig_reconfig import MigReconfigEnv
 from rlmig.envs.scenarios import ScenarioSampler
 from rlmig.errors import ConfigError
-from rlmig.geometry import gpu_model
+from rlmig.geometry import DEFAULT_GPU_MODEL, gpu_model
 from rlmig.planners import make_planner, run_planner
 from rlmig.planners.ilp import IlpPlanner
 from rlmig.planners.rl import RlPlanner
@@ -91,7 +91,7 @@ class EvaluationConfig:
 class TrainConfig:
     name: str
     seed: int = 0
-    gpu: str = "A100-80GB"
+    gpu: str = DEFAULT_GPU_MODEL
     scenarios: dict[str, Any] = field(default_factory=dict)  # ScenarioSampler parameters
     net_arch: list[int] = field(default_factory=lambda: [256, 256])
     imitation: ImitationConfig = field(default_factory=ImitationConfig)

@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlmig.configuration import Configuration
-from rlmig.geometry import gpu_model
+from rlmig.geometry import DEFAULT_GPU_MODEL, gpu_model
 from rlmig.loop import ClusterState, DecisionLoop
 from rlmig.policy.codec import FORECAST, LAYOUT, DecisionCodec, PolicySpec
 from rlmig.workload import Workload, load_workload
@@ -80,7 +80,7 @@ class MigReconfigEnv(gym.Env):
         workload: Workload | str | Path | None = None,
         *,
         sampler: Callable[[np.random.Generator], Workload] | None = None,
-        gpu: str = "A100-80GB",
+        gpu: str = DEFAULT_GPU_MODEL,
         forecaster: str = "auto",
         forecast_horizon: int = FORECAST,
         render_mode: str | None = None,

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from rlmig.catalog import catalog
-from rlmig.geometry import gpu_model
+from rlmig.geometry import DEFAULT_GPU_MODEL, gpu_model
 from rlmig.traces import builtin_series
 from rlmig.workload import Workload, parse_workload
 
@@ -37,7 +37,7 @@ class ScenarioSampler:
     `utilisation` bounds of its full-GPU capacity, and retraining with probability `retraining`."""
 
     split: Split = "train"
-    gpu: str = "A100-80GB"
+    gpu: str = DEFAULT_GPU_MODEL
     min_gpus: int = 1
     max_gpus: int = 8
     min_tenants: int = 1

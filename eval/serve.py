@@ -65,7 +65,7 @@ def lp_bound(workload: Workload, simulator: Simulator | None = None) -> float:
         (j, t): problem.add_variable(f"z_{j}_{t}", 0)
         for j in range(len(profiles))
         for t in tenants
-        if sim.capacity[t, j] > 0
+        if sim.serve_rate[t, j] > 0
     }
     w = {t: problem.add_variable(f"w_{t}", 0) for t in tenants if whole[t] > 0}
     for j in range(len(profiles)):
@@ -75,7 +75,7 @@ def lp_bound(workload: Workload, simulator: Simulator | None = None) -> float:
     if w:
         problem += pulp.lpSum(w.values()) <= n_whole
     for t in tenants:
-        served = [sim.capacity[t, j] * z[j, t] for j in range(len(profiles)) if (j, t) in z]
+        served = [sim.serve_rate[t, j] * z[j, t] for j in range(len(profiles)) if (j, t) in z]
         if t in w:
             served.append(whole[t] * w[t])
         if served:  # a tenant nothing can serve is left out
@@ -95,8 +95,8 @@ def slice_bound(workload: Workload, simulator: Simulator | None = None) -> float
     by_compute = by_slots = 0.0
     for t, rate in enumerate(rates):
         whole = sim.time_shared_capacity(t, 1)
-        per_compute = max((sim.capacity[t] / compute).max(), whole / workload.gpu.compute_slices)
-        per_slot = max((sim.capacity[t] / slots).max(), whole / workload.gpu.slots)
+        per_compute = max((sim.serve_rate[t] / compute).max(), whole / workload.gpu.compute_slices)
+        per_slot = max((sim.serve_rate[t] / slots).max(), whole / workload.gpu.slots)
         if rate > 0 and per_compute > 0:
             by_compute += rate / per_compute / workload.gpu.compute_slices
             by_slots += rate / per_slot / workload.gpu.slots

@@ -25,6 +25,7 @@ import numpy as np
 
 from rlmig.eval.harness import TimeLimit, build_planner, planner_names
 from rlmig.eval.tables import TableData, fmt_ms
+from rlmig.geometry import DEFAULT_GPU_MODEL
 from rlmig.planners import run_planner
 from rlmig.workload import Workload, parse_workload
 
@@ -54,7 +55,13 @@ def cluster_workload(gpus: int = 8, tenants: int = 8, interval_s: float = 60, se
             tenant["retraining"] = {"window_s": 600, "samples": 50000, "drift": 0.1, "accuracy": 0.9}
         spec.append(tenant)
     return parse_workload(
-        {"gpu": "A100-80GB", "gpus": gpus, "interval_s": interval_s, "duration_s": 3600, "tenants": spec},
+        {
+            "gpu": DEFAULT_GPU_MODEL,
+            "gpus": gpus,
+            "interval_s": interval_s,
+            "duration_s": 3600,
+            "tenants": spec,
+        },
         default_name=f"cluster-{gpus}",
     )
 

@@ -428,6 +428,9 @@ def diff_layouts(current: Layout, target: Layout) -> LayoutDiff:
 
 # -- the catalog of GPU models ----------------------------------------------------------------
 
+DEFAULT_GPU_MODEL = "A100-80GB"
+"""The GPU model a command, a policy or a scenario assumes when none is named."""
+
 
 @functools.cache
 def gpu_models() -> dict[str, GpuModel]:

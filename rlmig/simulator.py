@@ -56,7 +56,7 @@ class EncodedConfig:
     tenant: np.ndarray  # tenant index, -1 when idle
     role: np.ndarray  # INFERENCE or RETRAINING (meaningless when idle)
     key: np.ndarray  # identity of (gpu, start, profile, tenant, role): equal keys = unchanged instance
-    capacity: np.ndarray  # req/s of the owner's best segment on the instance (0 when idle or retraining)
+    serve_rate: np.ndarray  # req/s of the owner's best segment on the instance (0 when idle or retraining)
     train: np.ndarray  # samples/s of retraining on the instance (0 unless it is a retraining instance)
     gpus_used: int  # GPUs with at least one owned instance
 
@@ -152,13 +152,13 @@ class Simulator:
         self.profile_index = {p.id: j for j, p in enumerate(self.gpu.profiles)}
         n_tenants, n_profiles = len(workload.tenants), len(self.gpu.profiles)
         self.segments: list[list[Segment | None]] = []
-        self.capacity = np.zeros((n_tenants, n_profiles))
+        self.serve_rate = np.zeros((n_tenants, n_profiles))  # req/s of t's best segment on profile j
         self.train_rate = np.zeros((n_tenants, n_profiles))
         self.models = workload.profiles()
         for i, (tenant, model) in enumerate(zip(workload.tenants, self.models, strict=True)):
             row = [self._segment(model, profile, tenant.slo_ms) for profile in self.gpu.profiles]
             self.segments.append(row)
-            self.capacity[i] = [s.throughput if s else 0.0 for s in row]
+            self.serve_rate[i] = [s.throughput if s else 0.0 for s in row]
             if tenant.retraining is not None:
                 self.train_rate[i] = [model.train_throughput(p.compute) for p in self.gpu.profiles]
         rt = [t.retraining for t in workload.tenants]
@@ -206,7 +206,7 @@ class Simulator:
             p = self.profile_index[placed.instance.profile.id]
             t = self._tenant(placed.owner)
             retraining = placed.owner is not None and placed.owner.role == "retraining"
-            cap = self.capacity[t, p] if t >= 0 and not retraining else 0.0
+            cap = self.serve_rate[t, p] if t >= 0 and not retraining else 0.0
             train = self.train_rate[t, p] if retraining else 0.0
             rows.append((placed.gpu, placed.instance.start, p, t, int(retraining), cap, train))
         for index, gpu_config in enumerate(config.gpus):
@@ -298,7 +298,7 @@ class Simulator:
         tenant = np.where(owned, config.tenant, 0)
         up = self.dynamics.uptime(changed)  # share of the interval each instance works
 
-        capacity = np.bincount(tenant, weights=config.capacity * up, minlength=n)
+        capacity = np.bincount(tenant, weights=config.serve_rate * up, minlength=n)
         served = np.minimum(rates, capacity)
 
         steady = np.bincount(tenant, weights=config.train * ~changed, minlength=n)
@@ -379,7 +379,7 @@ def whole_gpus(simulator: Simulator) -> Configuration:
     workload = simulator.workload
     gpu = workload.gpu
     full = simulator.full_profile
-    per_gpu = simulator.capacity[:, simulator.profile_index[full.id]]
+    per_gpu = simulator.serve_rate[:, simulator.profile_index[full.id]]
     unmet = workload.rates.mean(axis=0).copy()
     layout = gpu.layout([Instance(full, 0)])
     gpus: list[GpuConfig] = []

@@ -43,7 +43,7 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
-from rlmig.catalog import ModelProfile, model_profile
+from rlmig.catalog import ModelProfile, catalog, model_profile
 from rlmig.configuration import Configuration
 from rlmig.errors import ConfigError, RlmigError
 from rlmig.geometry import GpuModel, gpu_model
@@ -146,7 +146,8 @@ class Workload:
 
     def profiles(self) -> tuple[ModelProfile, ...]:
         """Each tenant's latency model, for this workload's GPU model."""
-        return tuple(model_profile(t.model, self.gpu.name) for t in self.tenants)
+        models = catalog(self.gpu)  # the GPU model resolved, the user folder read, once
+        return tuple(model_profile(t.model, self.gpu, models) for t in self.tenants)
 
 
 def load_workload(path: str | Path) -> Workload:

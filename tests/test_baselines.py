@@ -45,9 +45,9 @@ def hand_simulator(wl, capacity=None, train=None) -> Simulator:
     """A simulator whose tables are set by hand: {tenant: {profile name: value}}, every other entry 0."""
     sim = Simulator(wl)
     col = {p.name: j for j, p in enumerate(sim.gpu.profiles)}
-    sim.capacity[:] = 0.0
+    sim.serve_rate[:] = 0.0
     sim.train_rate[:] = 0.0
-    for table, values in ((sim.capacity, capacity or {}), (sim.train_rate, train or {})):
+    for table, values in ((sim.serve_rate, capacity or {}), (sim.train_rate, train or {})):
         for tenant, row in values.items():
             for name, value in row.items():
                 table[sim.tenant_index[tenant], col[name]] = value

@@ -60,7 +60,9 @@ def assert_runnable(env: MigReconfigEnv, config) -> None:
         t = sim.tenant_index[placed.owner.tenant]
         j = sim.profile_index[placed.instance.profile.id]
         if placed.owner.role == "inference":
-            assert sim.capacity[t, j] > 0, f"{placed.owner} has no SLO-feasible segment on {placed.instance}"
+            assert sim.serve_rate[t, j] > 0, (
+                f"{placed.owner} has no SLO-feasible segment on {placed.instance}"
+            )
         else:
             assert sim.train_rate[t, j] > 0 and sim.has_retraining[t]
             retraining.append(t)

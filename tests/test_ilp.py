@@ -155,7 +155,7 @@ def test_serve_mode_is_optimal_against_brute_force():
                 cap = np.zeros(2)
                 for pid, n_a in zip(pids, to_a, strict=True):
                     j = sim.profile_index[pid]
-                    cap += [n_a * sim.capacity[0, j], (counts[pid] - n_a) * sim.capacity[1, j]]
+                    cap += [n_a * sim.serve_rate[0, j], (counts[pid] - n_a) * sim.serve_rate[1, j]]
                 if (cap >= rates - 1e-9).all():
                     return True
         return False

@@ -32,11 +32,11 @@ def hand_simulator() -> Simulator:
     """A simulator whose segment and training throughputs are set by hand, not by the catalog."""
     sim = Simulator(parse_workload(WORKLOAD))
     col = {p.name: j for j, p in enumerate(sim.gpu.profiles)}
-    sim.capacity[:] = 0.0
+    sim.serve_rate[:] = 0.0
     sim.train_rate[:] = 0.0
-    sim.capacity[0, col["3g.40gb"]] = 100.0  # a on a 3g: 100 req/s
-    sim.capacity[0, col["4g.40gb"]] = 120.0  # a on a 4g: 120 req/s
-    sim.capacity[1, col["4g.40gb"]] = 50.0  # b on a 4g: 50 req/s
+    sim.serve_rate[0, col["3g.40gb"]] = 100.0  # a on a 3g: 100 req/s
+    sim.serve_rate[0, col["4g.40gb"]] = 120.0  # a on a 4g: 120 req/s
+    sim.serve_rate[1, col["4g.40gb"]] = 50.0  # b on a 4g: 50 req/s
     sim.train_rate[0, col["3g.40gb"]] = 10.0  # a retrains at 10 samples/s on a 3g
     sim.train_rate[0, col["2g.20gb"]] = 5.0  # and 5 samples/s on a 2g
     return sim
@@ -170,8 +170,8 @@ def test_configuration_errors():
 def test_whole_gpus_goes_to_the_tenants_that_lack_capacity():
     sim = hand_simulator()
     col = {p.name: j for j, p in enumerate(sim.gpu.profiles)}
-    sim.capacity[:, col["7g.80gb"]] = [100.0, 40.0]  # a full GPU serves 80 of a's 80, 40 of b's 60 req/s
+    sim.serve_rate[:, col["7g.80gb"]] = [100.0, 40.0]  # a full GPU serves 80 of a's 80, 40 of b's 60 req/s
     config = whole_gpus(sim)
     assert [str(g) for g in config.gpus] == ["7g.80gb@0=a", "7g.80gb@0=b"]
-    sim.capacity[:, col["7g.80gb"]] = [100.0, 0.0]  # b cannot be served on a full GPU at all
+    sim.serve_rate[:, col["7g.80gb"]] = [100.0, 0.0]  # b cannot be served on a full GPU at all
     assert [str(g) for g in whole_gpus(sim).gpus] == ["7g.80gb@0=a", "7g.80gb@0"]

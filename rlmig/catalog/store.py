@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from rlmig.catalog.build import catalog_dir, profile_from_measurements
@@ -13,9 +14,10 @@ from rlmig.catalog.measurements import read_parvagpu_csv
 from rlmig.catalog.profile import ModelProfile
 from rlmig.catalog.scaling import scale_profile
 from rlmig.errors import ProfileDataError, RlmigError, UnknownModelError
-from rlmig.geometry import gpu_model
+from rlmig.geometry import DEFAULT_GPU_MODEL, GpuModel, gpu_model
 
-REFERENCE_GPU = "A100-80GB"
+REFERENCE_GPU = DEFAULT_GPU_MODEL
+"""The GPU model the measurements come from; other models are scaled from it."""
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
@@ -82,10 +84,9 @@ def measured_profiles() -> dict[str, dict[str, ModelProfile]]:
     return found
 
 
-def catalog(gpu: str = REFERENCE_GPU) -> dict[str, ModelProfile]:
+def catalog(gpu: str | GpuModel = REFERENCE_GPU) -> dict[str, ModelProfile]:
     """Every model for this GPU model, by name: built-in and imported, measured on it or scaled to it."""
-    target = gpu_model(gpu).name
-    return dict(_catalog(target, *_user_signature()))
+    return dict(_catalog(gpu_model(gpu).name, *_user_signature()))
 
 
 @functools.lru_cache(maxsize=32)
@@ -103,9 +104,12 @@ def _catalog(
     return tuple(result)
 
 
-def model_profile(name: str, gpu: str = REFERENCE_GPU) -> ModelProfile:
-    """The profile of model ``name`` (case-insensitive) for this GPU model; `UnknownModelError` if none."""
-    models = catalog(gpu)
+def model_profile(
+    name: str, gpu: str | GpuModel = REFERENCE_GPU, models: Mapping[str, ModelProfile] | None = None
+) -> ModelProfile:
+    """The profile of model ``name`` (case-insensitive) for this GPU model; `UnknownModelError` if none.
+    `models` may pass the GPU model's `catalog` when the caller looks up several."""
+    models = catalog(gpu) if models is None else models
     wanted = name.strip().lower()
     for known, profile in models.items():
         if known.lower() == wanted:

@@ -117,7 +117,7 @@ def plan_json(
     for gpu in gpus:
         for inst in gpu["instances"]:
             role = inst["role"]
-            value = encoded.train[row] if role == "retraining" else encoded.capacity[row]
+            value = encoded.train[row] if role == "retraining" else encoded.serve_rate[row]
             inst["throughput"] = float(value)
             row += 1
     unmet = {

@@ -13,7 +13,7 @@ Usage::
 
 One module per planner (`as_is`, `static_best`, `parva`, `greedy`, `ekya`), what they share in
 `rlmig.planners.packing`. Every speed figure comes from the one simulator's tables
-(`Simulator.capacity`, ``train_rate``, ``time_shared_capacity``), so a baseline sees exactly what the
+(`Simulator.serve_rate`, ``train_rate``, ``time_shared_capacity``), so a baseline sees exactly what the
 simulator will score. A planner plans for ``state.forecast[0]`` (in serve mode each tenant's peak);
 only static-best looks at the whole run's average load, as PARIS provisions from the load distribution
 it expects.

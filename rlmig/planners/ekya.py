@@ -112,7 +112,7 @@ class _Thief:
         self.after = sim.accuracy_after
         self.rate = np.maximum(state.forecast[0], 0.0)
         cols = [sim.profile_index[inst.profile.id] for _, inst in base]
-        self.cap_tab = sim.capacity[:, cols]  # (tenants, instances)
+        self.cap_tab = sim.serve_rate[:, cols]  # (tenants, instances)
         self.train_tab = sim.train_rate[:, cols]
         count = len(base)
         self.has_inference = self.rate > 0

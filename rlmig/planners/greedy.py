@@ -103,7 +103,7 @@ class GreedyPlanner(Planner):
         mixes = _mixes(workload.gpu)
         columns = [[sim.profile_index[p.id] for p in mix] for mix, _ in mixes]
         while free and (unmet > EPS).any():
-            fresh = self._best_mix(sim.capacity, columns, mixes, unmet, scale)
+            fresh = self._best_mix(sim.serve_rate, columns, mixes, unmet, scale)
             kept = max(
                 ((float(np.minimum(cap, unmet) @ scale), g) for g, cap in keepable.items()),
                 default=None,

@@ -96,7 +96,7 @@ def plan_serve(
         key = tuple(counts.get(p, 0) for p in profiles)
         mixes.setdefault(key, layout)
     tenants = range(len(workload.tenants))
-    cap = simulator.capacity
+    cap = simulator.serve_rate
     pairs = [(j, t) for j in range(len(profiles)) for t in tenants if cap[t, j] > 0 and rates[t] > 0]
 
     def model(unmet_bound: float | None) -> tuple[pulp.LpProblem, dict, dict, dict]:
@@ -272,7 +272,7 @@ class DynamicModel:
                     owned: list[_Var] = []
                     for t in tenants:
                         for r in (INFERENCE, RETRAINING):
-                            useful = sim.capacity[t, j] > 0 if r == INFERENCE else sim.train_rate[t, j] > 0
+                            useful = sim.serve_rate[t, j] > 0 if r == INFERENCE else sim.train_rate[t, j] > 0
                             if not useful:
                                 continue
                             x = self._var(0, 1, "Binary")
@@ -351,7 +351,7 @@ class DynamicModel:
     def _capacity(self, t: int, h: int) -> pulp.LpAffineExpression:
         """C[t, h]: req/s of t's inference instances in step h, a changed one for 1 - downtime/Δ."""
         return pulp.lpSum(
-            self.sim.capacity[t, v.j] * w * ind
+            self.sim.serve_rate[t, v.j] * w * ind
             for v in self.by_tenant.get((t, h, INFERENCE), [])
             for w, ind in self._pieces(v, self.dyn.changed_uptime, 1.0)
         )
@@ -369,7 +369,7 @@ class DynamicModel:
                 product = self._var(0, bound)
                 self.problem += product <= bound * indicator
                 self.problem += product <= other
-                terms.append(self.sim.capacity[t, v.j] * weight * product)
+                terms.append(self.sim.serve_rate[t, v.j] * weight * product)
         return pulp.lpSum(terms)
 
     def _tenant_goodput(self, t: int) -> None:
@@ -620,7 +620,7 @@ def heuristic_start(state: ClusterState) -> Configuration:
         for placed in config.placed():
             if placed.owner is not None and placed.owner.role == "inference":
                 t = sim.tenant_index[placed.owner.tenant]
-                capacity[t] += sim.capacity[t, sim.profile_index[placed.instance.profile.id]]
+                capacity[t] += sim.serve_rate[t, sim.profile_index[placed.instance.profile.id]]
         with np.errstate(divide="ignore", invalid="ignore"):
             short = np.where(rates > 0, np.maximum(rates - capacity, 0.0) / rates, 0.0)
         return float(short.sum()), sum(1 for g in config.gpus if g.used)

@@ -1,7 +1,7 @@
 """What the baseline planners share: a cluster of GPUs being packed with segments (`Cluster`), ParvaGPU's
 placement order, per-size capacities, the jobs of the window, and handing spare room to retraining.
 
-Every speed figure comes from the one simulator's tables (`Simulator.capacity`, ``train_rate``,
+Every speed figure comes from the one simulator's tables (`Simulator.serve_rate`, ``train_rate``,
 ``time_shared_capacity``), so a baseline sees exactly what the simulator will score.
 """
 
@@ -50,7 +50,7 @@ def size_points(sim: Simulator, tenant: int) -> dict[int, tuple[Profile, float]]
     """
     points: dict[int, tuple[Profile, float]] = {}
     for profile, j in base_columns(sim):
-        cap = float(sim.capacity[tenant, j])
+        cap = float(sim.serve_rate[tenant, j])
         if cap <= 0:
             continue
         best = points.get(profile.compute)
@@ -79,7 +79,7 @@ def inference_capacity(sim: Simulator, gpu_config: GpuConfig) -> np.ndarray:
     for inst, owner in gpu_config.items():
         if owner is not None and owner.role == "inference":
             t = sim.tenant_index[owner.tenant]
-            cap[t] += sim.capacity[t, sim.profile_index[inst.profile.id]]
+            cap[t] += sim.serve_rate[t, sim.profile_index[inst.profile.id]]
     return cap
 
 

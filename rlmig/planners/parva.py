@@ -58,7 +58,7 @@ def parva_optimize(cluster: Cluster, sim: Simulator) -> Cluster:
             one, two = points[t].get(1), points[t].get(2)
             if one is None and two is None:
                 continue
-            pending[t] += sim.capacity[t, sim.profile_index[inst.profile.id]]
+            pending[t] += sim.serve_rate[t, sim.profile_index[inst.profile.id]]
             cluster.remove(g, inst)
             small: list[Profile] = []
             if two is not None and (one is None or two[1] / 2 > one[1]):

@@ -20,7 +20,7 @@ import numpy as np
 from rlmig.checkpoints import CHECKPOINTS_DIR
 from rlmig.configuration import Configuration
 from rlmig.errors import RlmigError
-from rlmig.geometry import gpu_model
+from rlmig.geometry import DEFAULT_GPU_MODEL, gpu_model
 from rlmig.loop import predicted_goodput
 from rlmig.planners.base import ClusterState, Decision, Planner
 from rlmig.policy import DecisionCodec, NumpyPolicy, PolicySpec, load_checkpoint
@@ -42,7 +42,7 @@ class RlPlanner(Planner):
         guard_horizon: int = 3,
         fallback: str | Sequence[str] | None = "parva",
         policy: NumpyPolicy | None = None,
-        gpu: str = "A100-80GB",
+        gpu: str = DEFAULT_GPU_MODEL,
     ) -> None:
         if policy is None:
             policy, _, spec = load_checkpoint(checkpoint or DEFAULT_CHECKPOINT)

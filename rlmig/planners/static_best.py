@@ -67,7 +67,7 @@ def _fill_proportionally(cluster: Cluster, sim: Simulator, demand: np.ndarray) -
             owner = owners[inst]
             if owner is not None and owner.role == "inference":
                 t = sim.tenant_index[owner.tenant]
-                capacity[t] += sim.capacity[t, sim.profile_index[inst.profile.id]]
+                capacity[t] += sim.serve_rate[t, sim.profile_index[inst.profile.id]]
     points = [size_points(sim, t) for t in range(n)]
     while True:
         order = sorted((capacity[t] / demand[t], t) for t in range(n) if demand[t] > 0 and points[t])
@@ -76,7 +76,7 @@ def _fill_proportionally(cluster: Cluster, sim: Simulator, demand: np.ndarray) -
             if spot is not None:
                 g, inst = spot
                 cluster.add(g, inst, Owner(sim.workload.tenants[t].name))
-                capacity[t] += sim.capacity[t, sim.profile_index[inst.profile.id]]
+                capacity[t] += sim.serve_rate[t, sim.profile_index[inst.profile.id]]
                 break
         else:
             return

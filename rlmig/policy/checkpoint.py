@@ -9,7 +9,7 @@ A checkpoint is a folder with two files::
 Usage::
 
     from rlmig.policy import load_checkpoint
-    policy, card = load_checkpoint("checkpoints/a100-80gb")
+    policy, card, spec = load_checkpoint("checkpoints/a100-80gb")
     action = policy.act(observation, action_mask)        # the masked argmax, as the torch policy's
 
 The card's contract fields (`policy_card`) are the GPU model, the limits, and the names of every

@@ -183,9 +183,9 @@ class DecisionCodec:
         self.sim = simulator
         self.n_gpus, self.n_tenants = workload.gpu_count, len(workload.tenants)
         full = simulator.profile_index[simulator.full_profile.id]
-        self.scale = np.maximum(simulator.capacity[:, full], 1e-6)
+        self.scale = np.maximum(simulator.serve_rate[:, full], 1e-6)
         cols = [simulator.profile_index[p.id] for p in self.spec.profiles]
-        self.cap_by_size = simulator.capacity[:, cols] / self.scale[:, None]
+        self.cap_by_size = simulator.serve_rate[:, cols] / self.scale[:, None]
         self._mask = None
 
     def begin(self, cluster: ClusterState, current_encoded: EncodedConfig | None = None) -> np.ndarray:
@@ -213,7 +213,7 @@ class DecisionCodec:
         if current_encoded is not None:
             self.previous_capacity = np.bincount(
                 np.where(current_encoded.tenant >= 0, current_encoded.tenant, 0),
-                weights=current_encoded.capacity,
+                weights=current_encoded.serve_rate,
                 minlength=self.n_tenants,
             )
         else:
@@ -293,7 +293,7 @@ class DecisionCodec:
             return
         t = self.sim.tenant_index[owner.tenant]
         if owner.role == "inference":
-            self.decided_capacity[t] += self.sim.capacity[t, self.sim.profile_index[inst.profile.id]]
+            self.decided_capacity[t] += self.sim.serve_rate[t, self.sim.profile_index[inst.profile.id]]
         else:
             self.retraining_taken[t] = True
 
@@ -322,7 +322,7 @@ class DecisionCodec:
         j = self.sim.profile_index[inst.profile.id]
         n, T = self.n_tenants, spec.max_tenants
         mask[0] = True
-        mask[1 : 1 + n] = self.sim.capacity[:n, j] > 0
+        mask[1 : 1 + n] = self.sim.serve_rate[:n, j] > 0
         mask[1 + T : 1 + T + n] = (self.sim.train_rate[:n, j] > 0) & ~self.retraining_taken
         return mask
 
