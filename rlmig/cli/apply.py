@@ -30,7 +30,7 @@ from rlmig.executor import (
     FakeTenantHooks,
     MigPartedBackend,
     NvmlBackend,
-    Plan,
+    Transition,
     load_configuration,
 )
 from rlmig.executor.hooks import TenantHooks
@@ -44,7 +44,7 @@ def make_fake(target: Configuration, current: Configuration | None) -> FakeNvml:
     return FakeNvml.from_configuration(current, count)
 
 
-def _print_plan(plan: Plan, title: str = "plan") -> None:
+def _print_plan(plan: Transition, title: str = "plan") -> None:
     click.echo(f"{title}: {plan.summary()}")
     for line in str(plan).splitlines():
         click.echo(f"  {line}")

@@ -27,9 +27,9 @@ from rlmig.executor.hooks import CommandHooks, NoopHooks, TenantHooks
 from rlmig.executor.journal import Journal, JournalRun
 from rlmig.executor.migparted import MigPartedBackend, rebuild_plan
 from rlmig.executor.nvml import InstanceBusyError, ModeChangeRefused, NvmlBackend, NvmlError
-from rlmig.executor.plan import Operation, Plan, plan_transition
 from rlmig.executor.planfile import configuration_json, load_configuration, parse_configuration
 from rlmig.executor.state import NodeState, ObservedGpu, ObservedInstance, OwnerBook
+from rlmig.executor.transition import Operation, Transition, plan_transition
 
 __all__ = [
     "Applier",
@@ -54,8 +54,8 @@ __all__ = [
     "OpBackend",
     "Operation",
     "OwnerBook",
-    "Plan",
     "TenantHooks",
+    "Transition",
     "configuration_json",
     "load_configuration",
     "parse_configuration",

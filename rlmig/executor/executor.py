@@ -16,7 +16,7 @@ Usage::
 
 Every apply starts from the truth: the backend reads the node back (instances, placements, compute
 instances, processes), owners come from the caller or the journal, and the plan goes from there to the
-target (`rlmig.executor.plan`), so an interrupted run is recovered by applying again. Each operation is
+target (`rlmig.executor.transition`), so an interrupted run is recovered by applying again. Each operation is
 journaled before (intent) and after (done) it runs. When one fails, the executor reads the node back and
 rolls back to the configuration it started from, by a plan of its own; if the rollback fails too, it
 stops there, in a valid state, which it reports. A crash leaves the journal without an end record:
@@ -36,8 +36,8 @@ from rlmig.errors import RlmigError
 from rlmig.executor.hooks import NoopHooks, TenantHooks
 from rlmig.executor.journal import Journal
 from rlmig.executor.nvml import ModeChangeRefused
-from rlmig.executor.plan import Operation, Plan, plan_transition
 from rlmig.executor.state import NodeState, OwnerBook
+from rlmig.executor.transition import Operation, Transition, plan_transition
 
 Status = Literal["complete", "pending_reset", "rolled_back", "stopped", "written"]
 
@@ -60,7 +60,7 @@ class ApplyResult:
     """How an apply ended: the plan, what was applied, the node reached and what waits."""
 
     status: Status
-    plan: Plan
+    plan: Transition
     applied: tuple[Operation, ...] = ()
     state: Configuration | None = None
     pending: dict[int, str] = field(default_factory=dict)
@@ -96,7 +96,7 @@ class Applier(Protocol):
 
     name: str
 
-    def plan(self, target: Configuration) -> Plan:
+    def plan(self, target: Configuration) -> Transition:
         """The operations that would turn the node into `target`."""
 
     def apply(self, target: Configuration) -> ApplyResult:
@@ -144,11 +144,11 @@ class Executor:
         book = self._book(state)
         return state, state.configuration(book), book
 
-    def plan(self, target: Configuration) -> Plan:
+    def plan(self, target: Configuration) -> Transition:
         state, current, _ = self.observe()
         return self._plan(state, current, target)
 
-    def _plan(self, state: NodeState, current: Configuration, target: Configuration) -> Plan:
+    def _plan(self, state: NodeState, current: Configuration, target: Configuration) -> Transition:
         pending = {g.index: g.mig_pending for g in state.gpus if g.reset_pending}
         plan = plan_transition(current, target, incomplete=state.incomplete(), pending_modes=pending)
         plan.check()
@@ -181,7 +181,7 @@ class Executor:
         plan = self._plan(state, state.configuration(book), run.target)
         return self._apply(plan, book, run.phase)
 
-    def _apply(self, plan: Plan, book: OwnerBook, phase: str) -> ApplyResult:
+    def _apply(self, plan: Transition, book: OwnerBook, phase: str) -> ApplyResult:
         run = uuid.uuid4().hex[:12]
         self._known = book  # updated in place as operations complete
         if self.journal:
@@ -202,7 +202,7 @@ class Executor:
         return ApplyResult(status, plan, tuple(applied), state, pending)
 
     def _execute(
-        self, run: str, plan: Plan, book: OwnerBook, applied: list[Operation], pending: dict[int, str]
+        self, run: str, plan: Transition, book: OwnerBook, applied: list[Operation], pending: dict[int, str]
     ) -> None:
         for seq, op in enumerate(plan.operations):
             if op.gpu in pending:
@@ -230,7 +230,7 @@ class Executor:
             applied.append(op)
 
     def _fail(
-        self, run: str, plan: Plan, book: OwnerBook, applied: list[Operation], exc: Exception
+        self, run: str, plan: Transition, book: OwnerBook, applied: list[Operation], exc: Exception
     ) -> NoReturn:
         """Roll back to the plan's start after `exc`; raise `ApplyError` saying where the node is."""
         cause = exc.cause if isinstance(exc, _Failed) else exc

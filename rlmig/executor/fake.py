@@ -48,7 +48,7 @@ import pynvml
 from rlmig.configuration import Configuration, Owner
 from rlmig.errors import RlmigError
 from rlmig.executor.nvml import gi_profile_index
-from rlmig.executor.plan import CI_PROFILE_INDEX
+from rlmig.executor.transition import CI_PROFILE_INDEX
 from rlmig.geometry import GpuModel, Instance, Layout, Profile, gpu_model
 
 F = TypeVar("F", bound=Callable[..., Any])

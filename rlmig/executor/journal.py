@@ -8,7 +8,7 @@ Usage::
     >>> gpu = gpu_model("A100-80GB")
     >>> current = Configuration.parse(gpu, [[]])
     >>> target = Configuration.parse(gpu, [["7g.80gb@0=bert"]])
-    >>> from rlmig.executor.plan import plan_transition
+    >>> from rlmig.executor.transition import plan_transition
     >>> plan = plan_transition(current, target)
     >>> journal = Journal(os.path.join(tempfile.mkdtemp(), "journal.jsonl"))
     >>> journal.begin("r1", "apply", plan)
@@ -39,9 +39,9 @@ from typing import Any
 
 from rlmig.configuration import Configuration
 from rlmig.errors import RlmigError
-from rlmig.executor.plan import Operation, Plan
 from rlmig.executor.planfile import configuration_json, parse_configuration
 from rlmig.executor.state import OwnerBook
+from rlmig.executor.transition import Operation, Transition
 from rlmig.geometry import GpuModel
 
 
@@ -95,7 +95,7 @@ class Journal:
         except OSError as exc:
             raise RlmigError(f"journal {self.path}: {exc.strerror or exc}") from None
 
-    def begin(self, run: str, phase: str, plan: Plan) -> None:
+    def begin(self, run: str, phase: str, plan: Transition) -> None:
         self.write(
             {
                 "type": "begin",

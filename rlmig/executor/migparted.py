@@ -34,7 +34,7 @@ from typing import Any
 from rlmig.configuration import Configuration, GpuConfig, Owner
 from rlmig.errors import RlmigError
 from rlmig.executor.executor import ApplyResult
-from rlmig.executor.plan import Operation, Plan
+from rlmig.executor.transition import Operation, Transition
 from rlmig.geometry import Instance, Layout, Profile, diff_layouts
 from rlmig.migparted import DEFAULT_CONFIG_NAME, dump_mig_parted
 
@@ -47,7 +47,7 @@ def mig_parted_layouts(target: Configuration) -> list[Layout | None]:
     return [g.layout if g.mig_enabled else None for g in target.gpus]
 
 
-def rebuild_plan(current: Configuration, target: Configuration) -> Plan:
+def rebuild_plan(current: Configuration, target: Configuration) -> Transition:
     """What mig-parted does: every GPU whose profile counts or MIG mode differ is emptied and rebuilt.
 
     A GPU whose counts already match is left as it is (its tenants may still move between instances).
@@ -101,7 +101,7 @@ def rebuild_plan(current: Configuration, target: Configuration) -> Plan:
             owner = owners[step.instance]
             ops.extend([Operation("start", index, step.instance, owner)] if owner else [])
         ops.extend(Operation("start", index, None, Owner(t)) for t in new.time_shared)
-    return Plan(current, Configuration(target.gpu, tuple(placed)), tuple(ops), tuple(untouched))
+    return Transition(current, Configuration(target.gpu, tuple(placed)), tuple(ops), tuple(untouched))
 
 
 class MigPartedBackend:
@@ -141,7 +141,7 @@ class MigPartedBackend:
         """The same label as a merge patch of the Node object."""
         return {"metadata": {"labels": {LABEL: self.config_name}}}
 
-    def plan(self, target: Configuration) -> Plan:
+    def plan(self, target: Configuration) -> Transition:
         current = self.current or Configuration.empty(target.gpu, len(target.gpus))
         return rebuild_plan(current, target)
 

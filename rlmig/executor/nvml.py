@@ -26,8 +26,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from rlmig.errors import RlmigError
-from rlmig.executor.plan import CI_PROFILE_INDEX, Operation
 from rlmig.executor.state import NodeState, ObservedGpu, ObservedInstance
+from rlmig.executor.transition import CI_PROFILE_INDEX, Operation
 from rlmig.geometry import GpuModel, Instance, Profile, gpu_model
 
 T = TypeVar("T")

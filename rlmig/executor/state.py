@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from rlmig.configuration import Configuration, GpuConfig, Owner
 from rlmig.errors import RlmigError
-from rlmig.executor.plan import Operation
+from rlmig.executor.transition import Operation
 from rlmig.geometry import GpuModel, Instance
 
 

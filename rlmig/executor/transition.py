@@ -128,7 +128,7 @@ class Operation:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class Transition:
     """The operations from `current` to `target`, in order, and the instances they leave untouched;
     `incomplete` names the GPU instances of `current` without a compute instance."""
 
@@ -260,7 +260,7 @@ def plan_transition(
     *,
     incomplete: Iterable[tuple[int, Instance]] = (),
     pending_modes: Mapping[int, bool] | None = None,
-) -> Plan:
+) -> Transition:
     """Order the operations that turn `current` into `target` (GPUs past the target's are left alone).
 
     `incomplete` names GPU instances of `current` that have no compute instance (half-built, as read
@@ -284,7 +284,7 @@ def plan_transition(
         keep = _plan_gpu(index, cur, tgt, broken, phases)
         untouched.extend((index, inst) for inst in keep)
     ops = tuple(op for phase in phases for op in phase)
-    return Plan(current, target, ops, tuple(untouched), frozenset(half))
+    return Transition(current, target, ops, tuple(untouched), frozenset(half))
 
 
 def _plan_gpu(
