@@ -260,6 +260,7 @@ def build_catalog(data_dir: str | Path, out_dir: str | Path | None = None) -> li
             data.latency_s,
             data.throughput,
             str(path.relative_to(base)),
+            data.not_run,
         )
     infer80, train80 = _migperf_80gb(migperf_dir, base)
     sweeps40 = _migperf_40gb(migperf_dir, base)

@@ -180,6 +180,7 @@ class Simulator:
             slo_fraction=self.workload.slo_fraction,
             max_processes=self.workload.max_processes,
             memory_gb=profile.memory_gb,
+            exclude_flagged=self.workload.exclude_flagged,
         )
 
     # -- state and encoding ------------------------------------------------------------------

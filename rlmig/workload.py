@@ -11,6 +11,7 @@ A workload file is YAML::
     mode: dynamic                    # serve (one-shot, fewest GPUs) or dynamic (reconfigure every interval)
     slo_fraction: 0.5                # optional: share of the SLO a segment's latency may take
     max_processes: 3                 # optional: MPS processes per segment at most
+    exclude_flagged: false           # optional: plan without measured rows `rlmig profiles check` flags
     tenants:
       - name: chat
         model: bert                  # a model of the catalog (`rlmig profiles list`)
@@ -52,7 +53,7 @@ from rlmig.traces import RateSeries, builtin_series, synthetic
 Mode = Literal["serve", "dynamic"]
 _TOP_FIELDS = {
     "name", "gpu", "gpus", "interval_s", "duration_s", "downtime_s", "mode", "slo_fraction",
-    "max_processes", "tenants", "configuration", "description",
+    "max_processes", "exclude_flagged", "tenants", "configuration", "description",
 }  # fmt: skip
 _TENANT_FIELDS = {"name", "model", "slo_ms", "load", "retraining"}
 _RETRAINING_FIELDS = {"window_s", "samples", "drift", "accuracy"}
@@ -125,6 +126,7 @@ class Workload:
     tenants: tuple[Tenant, ...]
     slo_fraction: float = 0.5
     max_processes: int = 3
+    exclude_flagged: bool = False  # plan without the measured rows `rlmig.catalog.check` flags
     configuration: Configuration | None = None
     source: str = "<memory>"
 
@@ -194,6 +196,7 @@ def parse_workload(
     if not 0 < slo_fraction <= 1:
         raise p.error("slo_fraction", f"must be in (0, 1], got {slo_fraction:g}")
     max_processes = p.integer(data, "max_processes", default=3, low=1)
+    exclude_flagged = p.get(data, "exclude_flagged", bool, default=False)
     gpu_count = p.integer(data, "gpus", low=1)
 
     raw_tenants = p.get(data, "tenants", list)
@@ -220,6 +223,7 @@ def parse_workload(
         tenants=tenants,
         slo_fraction=slo_fraction,
         max_processes=max_processes,
+        exclude_flagged=exclude_flagged,
         configuration=configuration,
         source=source,
     )

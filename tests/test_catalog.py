@@ -35,8 +35,8 @@ PARVA_MODELS = [
     "resnet101", "resnet152", "resnet50", "vgg16", "vgg19",
 ]  # fmt: skip
 # Measured when the catalog was built (rlmig catalog build --data ../shared/data): median
-# relative error of latency and total throughput at most 6.4% for every ParvaGPU model (inceptionv3 and
-# bert are the worst; most are 3-4%), 90th percentile at most 22.7%. The bounds leave a little room.
+# relative error of latency and total throughput at most 6.2% for every ParvaGPU model (inceptionv3 and
+# bert are the worst; most are 2-3%), 90th percentile at most 21.8%. The bounds leave a little room.
 MEDIAN_BOUND = 0.07
 P90_BOUND = 0.25
 
@@ -159,12 +159,14 @@ def _brute_force(profile, compute, slo_ms, slo_fraction, max_processes, memory_g
     best = None
     for p in range(1, max_processes + 1):
         for b in BATCHES:
-            latency = profile.latency_ms(compute, b, p)
+            segment = profile.segment(compute, b, p)  # measured where measured, else the model's
+            if segment is None:  # measured as not run: never feasible
+                continue
+            latency, throughput = segment.latency_ms, segment.throughput
             if latency > slo_fraction * slo_ms:
                 continue
             if memory_gb is not None and p * profile.memory_mb(b) > memory_gb * 1000:
                 continue
-            throughput = profile.throughput(compute, b, p)
             if best is None or throughput > best[0] * (1 + 1e-9):
                 best = (throughput, b, p, latency)
     return best

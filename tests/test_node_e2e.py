@@ -53,7 +53,7 @@ def write_workload(folder: Path, intervals: int = 8, **extra: object) -> Path:
                 "name": "detect",
                 "model": "resnet101",
                 "slo_ms": 150,
-                "load": {"synthetic": "step", "before": 300, "after": 1500, "at_s": 30 * SHIFT},
+                "load": {"synthetic": "step", "before": 300, "after": 2000, "at_s": 30 * SHIFT},
                 "retraining": {"window_s": 120, "samples": 20000, "drift": 0.1, "accuracy": 0.9},
             },
             {"name": "qa", "model": "bert-base", "slo_ms": 100, "load": 400},
@@ -119,7 +119,7 @@ def test_agent_reconfigures_on_the_shift_and_matches_the_simulator(tmp_path, cap
     # It reconfigures once it has seen the shifted load (the round after the interval where it happened).
     assert configs[SHIFT + 1] != configs[SHIFT]
     assert rounds[SHIFT + 1]["result"] == "applied" and rounds[SHIFT + 1]["operations"] > 0
-    assert rounds[SHIFT + 1]["rates"]["detect"] == pytest.approx(1500.0)
+    assert rounds[SHIFT + 1]["rates"]["detect"] == pytest.approx(2000.0)
 
     # Replaying what it applied through the simulator gives exactly the goodput it recorded.
     replay = Simulator(workload).run(configs)
@@ -191,7 +191,7 @@ def test_metrics_count_the_run_and_are_served(tmp_path):
     assert value[("rlmig_agent_arrivals_total", ())] == pytest.approx(float(workload.rates.sum()) * 30)
     assert value[("rlmig_agent_last_success_timestamp_seconds", ())] > 1e9
     assert value[("rlmig_agent_rates_stale", ())] == 0
-    assert value[("rlmig_agent_rate", (("tenant", "detect"),))] == pytest.approx(1500.0)
+    assert value[("rlmig_agent_rate", (("tenant", "detect"),))] == pytest.approx(2000.0)
     assert 0 < value[("rlmig_agent_predicted_goodput_ratio", ())] <= 1
     assert ("rlmig_agent_operations_total", (("kind", "create_gi"),)) in value
     assert not any(name == "rlmig_agent_errors_total" for name, _ in value)  # no error, no series

@@ -193,7 +193,7 @@ def test_simulated_rates_replay_the_workload(tmp_path):
     source = SimulatedRates(workload)
     reads = [source.read()["detect"] for _ in range(workload.intervals + 1)]
     assert reads[0] == reads[1] == workload.rates[0, 0]  # the seed, then interval 0
-    assert reads[SHIFT + 1] == pytest.approx(1500.0) and source.done
+    assert reads[SHIFT + 1] == pytest.approx(2000.0) and source.done
     with pytest.raises(RatesUnavailable, match="over"):
         source.read()
 

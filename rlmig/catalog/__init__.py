@@ -43,6 +43,7 @@ from rlmig.catalog.build import (
     footprint_within_measurements,
     profile_from_measurements,
 )
+from rlmig.catalog.check import Flag, check_points
 from rlmig.catalog.latency import LatencyModel, fit_latency_model, rounded
 from rlmig.catalog.measurements import (
     BATCHES,
@@ -53,7 +54,7 @@ from rlmig.catalog.measurements import (
     fit_error,
     read_parvagpu_csv,
 )
-from rlmig.catalog.profile import PROFILE_FORMAT, Footprint, ModelProfile, Segment
+from rlmig.catalog.profile import PROFILE_FORMAT, Footprint, MeasuredPoints, ModelProfile, Segment
 from rlmig.catalog.scaling import (
     COMPUTE_SHARE,
     bandwidth_per_slot,
@@ -81,8 +82,10 @@ __all__ = [
     "PROFILE_FORMAT",
     "REFERENCE_GPU",
     "FitError",
+    "Flag",
     "Footprint",
     "LatencyModel",
+    "MeasuredPoints",
     "Measurements",
     "ModelProfile",
     "Segment",
@@ -91,6 +94,7 @@ __all__ = [
     "calibration",
     "catalog",
     "catalog_dir",
+    "check_points",
     "compute_sizes",
     "estimated_training",
     "fit_error",

@@ -15,7 +15,7 @@ import numpy as np
 
 from rlmig.catalog.latency import LatencyModel, fit_latency_model, rounded
 from rlmig.catalog.measurements import BATCHES, Measurements, compute_sizes, fit_error
-from rlmig.catalog.profile import Footprint, ModelProfile
+from rlmig.catalog.profile import Footprint, MeasuredPoints, ModelProfile
 from rlmig.errors import ProfileDataError
 from rlmig.geometry import GpuModel, gpu_model
 
@@ -145,4 +145,5 @@ def profile_from_measurements(
         fit=fit_error(latency, data),
         details=info,
         user=user,
+        measured=MeasuredPoints.of(data),
     )

@@ -6,7 +6,7 @@ Levenberg-Marquardt in log-parameter space.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -28,8 +28,10 @@ class LatencyModel:
     - t_load = load_s + load_item_s·b: host work per batch (input copy, pre- and post-processing),
       which overlaps freely across processes;
     - t_sched = sched_s·(p - 1): scheduling delay that grows with the co-located processes;
-    - t_act = smax(floor_s, D·(1 + Q)): the GPU phase. D = (work_s + work_item_s·b) / c^alpha ·
-      (1 + gamma·(p - 1)) is the batch's demand on the instance's SMs, inflated by interference
+    - t_act = smax(floor_s, D·(1 + Q)): the GPU phase. D = (work_s + work_item_s·b) / c^alpha /
+      (m / c)^beta · (1 + gamma·(p - 1)) is the batch's demand on the instance's SMs, where m is the
+      instance's memory slots (`MEMORY_SLOTS`: a 3g instance has the 4 slots, and so the memory
+      bandwidth, of a 4g one; a 7g the 8 of the whole GPU), inflated by interference
       (cache and memory-bandwidth contention) among co-located processes; Q is the mean number of
       other processes' batches sharing the SMs, from exact mean-value analysis of the closed loop of
       p processes that alternate host work and GPU work (processor sharing); floor_s is the
@@ -52,6 +54,7 @@ class LatencyModel:
     alpha: float
     gamma: float
     sharpness: float
+    beta: float = 1e-6  # memory-slot (bandwidth) exponent; ~0 in profiles fitted before it existed
 
     def latency_s(self, compute: Any, batch: Any, processes: Any) -> np.ndarray:
         """Latency in seconds of one batch; arguments broadcast as numpy arrays."""
@@ -74,7 +77,8 @@ class LatencyModel:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LatencyModel:
-        return cls(**{name: float(data[name]) for name in _PARAMS})
+        defaults = {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+        return cls(**{name: float(data[name] if name in data else defaults[name]) for name in _PARAMS})
 
 
 _PARAMS: tuple[str, ...] = tuple(f.name for f in fields(LatencyModel))
@@ -90,7 +94,20 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "alpha": (0.05, 2.0),
     "gamma": (1e-6, 10.0),
     "sharpness": (1.0, 32.0),
+    "beta": (1e-6, 3.0),
 }
+
+MEMORY_SLOTS: dict[int, int] = {1: 1, 2: 2, 3: 4, 4: 4, 7: 8}
+"""Memory slots of the base MIG profile of each compute size, on every MIG GPU (DESIGN.md §2); a size
+not listed has as many slots as compute slices."""
+
+
+def _slot_ratio(c: np.ndarray) -> np.ndarray:
+    """Memory slots per compute slice of an instance of `c` compute slices."""
+    slots = np.array(c, dtype=float, copy=True)
+    for compute, count in MEMORY_SLOTS.items():
+        slots = np.where(c == compute, float(count), slots)
+    return slots / c
 
 
 _LOG_LO = np.log([_BOUNDS[n][0] for n in _PARAMS])
@@ -100,9 +117,9 @@ _LOG_HI = np.log([_BOUNDS[n][1] for n in _PARAMS])
 
 
 def _mva_latency(theta: np.ndarray, c: np.ndarray, b: np.ndarray, p: np.ndarray) -> np.ndarray:
-    load_s, load_item_s, sched_s, floor_s, work_s, work_item_s, alpha, gamma, k = theta
+    load_s, load_item_s, sched_s, floor_s, work_s, work_item_s, alpha, gamma, k, beta = theta
     host = load_s + load_item_s * b + sched_s * (p - 1.0)
-    demand = (work_s + work_item_s * b) / c**alpha * (1.0 + gamma * (p - 1.0))
+    demand = (work_s + work_item_s * b) / c**alpha / _slot_ratio(c) ** beta * (1.0 + gamma * (p - 1.0))
     queue = np.zeros_like(host)
     gpu = np.zeros_like(host)
     top = int(p.max()) if p.size else 0
@@ -137,7 +154,7 @@ def fit_latency_model(
     base = float(np.min(t))
     per_item = float(np.median(t * c / (b * p)))
     starts = []
-    for alpha in (0.7, 1.0):
+    for alpha, beta in ((0.7, 0.05), (1.0, 0.5)):
         for gamma in (0.02, 0.2):
             for floor in (0.3, 0.8):
                 guess = {
@@ -150,6 +167,7 @@ def fit_latency_model(
                     "alpha": alpha,
                     "gamma": gamma,
                     "sharpness": 4.0,
+                    "beta": beta,
                 } | fixed
                 starts.append(np.log([guess[name] for name in _PARAMS]))
     unique = {tuple(np.round(s, 12)) for s in starts}

@@ -39,6 +39,8 @@ class Measurements:
     throughput: np.ndarray
     """Total requests per second of the segment, all processes."""
     file: str = ""
+    not_run: tuple[tuple[int, int, int], ...] = ()
+    """(compute, batch, processes) rows measured as 0: the segment did not run or did not fit."""
 
     def __len__(self) -> int:
         return int(self.compute.size)
@@ -141,6 +143,7 @@ def read_parvagpu_csv(path: str | Path, gpu: str | GpuModel) -> Measurements:
         )
     seen: dict[tuple[int, int, int], int] = {}
     measured: list[tuple[int, int, int, float, float]] = []
+    not_run: list[tuple[int, int, int]] = []
     for line, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
@@ -186,6 +189,8 @@ def read_parvagpu_csv(path: str | Path, gpu: str | GpuModel) -> Measurements:
         seen[key] = line
         if throughput > 0:
             measured.append((*key, latency, throughput * processes))
+        else:
+            not_run.append(key)
     missing = sorted(set(sizes) - {row[0] for row in measured})
     if missing:
         need = ", ".join(map(str, sizes))
@@ -199,4 +204,4 @@ def read_parvagpu_csv(path: str | Path, gpu: str | GpuModel) -> Measurements:
             "over at least 2 batch sizes"
         )
     table = np.array(measured, dtype=float)
-    return Measurements(*(table[:, i] for i in range(5)), file=where)
+    return Measurements(*(table[:, i] for i in range(5)), file=where, not_run=tuple(sorted(not_run)))

@@ -1,5 +1,10 @@
-"""A model's profile: its latency model, segments (batch size, MPS processes) per instance size, memory
-footprint and training throughput, in the project's JSON format.
+"""A model's profile: its measured segments, the latency model fitted to them, segments (batch size, MPS
+processes) per instance size, memory footprint and training throughput, in the project's JSON format.
+
+Measured data is the truth: a segment (compute slices, batch, processes) that was measured on the
+profile's GPU model has its measured latency and throughput; one measured as 0 ("did not run or did
+not fit") is never feasible; the fitted latency model fills only what was not measured (and every
+segment of GPU models scaled from the measured one).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from rlmig.catalog.latency import LatencyModel, rounded
-from rlmig.catalog.measurements import BATCHES, FitError
+from rlmig.catalog.measurements import BATCHES, FitError, Measurements
 from rlmig.errors import ProfileDataError, RlmigError
 from rlmig.geometry import gpu_model
 
@@ -28,6 +33,56 @@ class Segment:
     latency_ms: float
     throughput: float
     """Total requests per second of the segment, all processes together."""
+    measured: bool = False
+    """Whether latency and throughput are a measured row (else the fitted model's)."""
+
+
+Key = tuple[int, int, int]
+"""A segment's (compute slices, batch size, MPS processes)."""
+
+
+@dataclass(frozen=True)
+class MeasuredPoints:
+    """The segments measured on the profile's own GPU model: latency (ms) and total throughput (req/s,
+    all processes) of each row that ran, and the rows measured as 0 (did not run or did not fit)."""
+
+    rows: Mapping[Key, tuple[float, float]]
+    not_run: frozenset[Key] = frozenset()
+
+    @classmethod
+    def of(cls, data: Measurements) -> MeasuredPoints:
+        """The points of a set of measurements (the first row of a repeated segment counts)."""
+        rows: dict[Key, tuple[float, float]] = {}
+        for c, b, p, lat, thr in zip(
+            data.compute, data.batch, data.processes, data.latency_s, data.throughput, strict=True
+        ):
+            rows.setdefault((int(c), int(b), int(p)), (float(lat) * 1e3, float(thr)))
+        return cls(rows, frozenset(data.not_run))
+
+    def to_json(self) -> dict[str, Any]:
+        """The rows as measured: latency in seconds and throughput of ONE process, ParvaGPU's units."""
+
+        def exact(value: float) -> float:  # the measured decimal, without float noise
+            return float(f"{value:.10g}")
+
+        rows = [
+            [c, b, p, exact(lat / 1e3), exact(thr / p)] for (c, b, p), (lat, thr) in sorted(self.rows.items())
+        ]
+        return {
+            "columns": ["compute", "batch", "processes", "latency_s", "throughput_per_process"],
+            "rows": rows,
+            "not_run": [list(key) for key in sorted(self.not_run)],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MeasuredPoints:
+        rows = {}
+        for row in data["rows"]:
+            c, b, p, latency_s, per_process = row
+            if not (latency_s > 0 and per_process > 0):
+                raise ValueError(f"measured row {row}: latency and throughput must be positive")
+            rows[int(c), int(b), int(p)] = (float(latency_s) * 1e3, float(per_process) * int(p))
+        return cls(rows, frozenset((int(c), int(b), int(p)) for c, b, p in data.get("not_run", [])))
 
 
 @dataclass(frozen=True)
@@ -57,6 +112,7 @@ class ModelProfile:
         fit: FitError | None = None,
         details: Mapping[str, Any] | None = None,
         user: bool = False,
+        measured: MeasuredPoints | None = None,
     ) -> None:
         self.name = name
         self.gpu = gpu
@@ -68,8 +124,10 @@ class ModelProfile:
         self.fit = fit
         self.details: dict[str, Any] = dict(details or {})
         self.user = user
-        self._grids: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._best: dict[tuple[int, float, float, int, float | None], Segment | None] = {}
+        self.measured = measured or MeasuredPoints({})
+        self._grids: dict[tuple[int, int, bool], tuple[np.ndarray, ...]] = {}
+        self._best: dict[tuple[int, float, float, int, float | None, bool], Segment | None] = {}
+        self._flags: dict[Key, str] | None = None
 
     def __repr__(self) -> str:
         flag = ", estimate" if self.estimate else ""
@@ -78,12 +136,13 @@ class ModelProfile:
     # -- figures ------------------------------------------------------------------------------
 
     def latency_ms(self, compute: int, batch: int, processes: int) -> float:
-        """Latency of one batch in ms on an instance of ``compute`` slices shared by ``processes``."""
+        """The fitted model's latency of one batch in ms on an instance of ``compute`` slices shared by
+        ``processes`` (`segment` gives the measured figure where there is one)."""
         _check_positive(compute=compute, batch=batch, processes=processes)
         return float(self.latency.latency_s(compute, batch, processes)) * 1e3
 
     def throughput(self, compute: int, batch: int, processes: int) -> float:
-        """Total requests per second of the segment (all processes together)."""
+        """The fitted model's total requests per second of the segment (all processes together)."""
         return batch * processes / self.latency_ms(compute, batch, processes) * 1e3
 
     def memory_mb(self, batch: int) -> float:
@@ -110,6 +169,26 @@ class ModelProfile:
 
     # -- segments -----------------------------------------------------------------------------
 
+    @property
+    def flags(self) -> dict[Key, str]:
+        """Measured rows that contradict the others, with why (`rlmig.catalog.check`)."""
+        if self._flags is None:
+            from rlmig.catalog.check import check_points
+
+            self._flags = {f.key: f.reason for f in check_points(self.measured, self.throughput)}
+        return self._flags
+
+    def segment(self, compute: int, batch: int, processes: int) -> Segment | None:
+        """The segment as measured where it was (None: measured as not run), else as the model fits it."""
+        key = (compute, batch, processes)
+        if key in self.measured.not_run:
+            return None
+        if key in self.measured.rows:
+            latency, throughput = self.measured.rows[key]
+            return Segment(compute, batch, processes, latency, throughput, measured=True)
+        latency = self.latency_ms(compute, batch, processes)
+        return Segment(compute, batch, processes, latency, batch * processes / latency * 1e3)
+
     def best_segment(
         self,
         compute: int,
@@ -118,13 +197,17 @@ class ModelProfile:
         slo_fraction: float = 0.5,
         max_processes: int = 3,
         memory_gb: float | None = None,
+        exclude_flagged: bool = False,
     ) -> Segment | None:
         """The SLO-feasible segment of highest total throughput on an instance of ``compute`` slices.
 
         Feasible: latency <= slo_fraction·slo_ms and, when ``memory_gb`` is given, processes × the
         footprint of one process fits in it (memory_gb × 1000 MiB: profile names round the capacity
-        up). Searched over batch sizes `BATCHES` and 1..max_processes processes; ties go to fewer
-        processes, then smaller batches. None when nothing is feasible. Results are cached.
+        up; the catalog's footprints are scaled so that every measured row fits its instance).
+        Searched over batch sizes `BATCHES` and 1..max_processes processes, each measured where it was
+        (`segment`); a row measured as not run is never feasible, nor, with ``exclude_flagged``, a
+        flagged row (`flags`). Ties go to fewer processes, then smaller
+        batches. None when nothing is feasible. Results are cached.
         """
         key = (
             compute,
@@ -132,11 +215,12 @@ class ModelProfile:
             float(slo_fraction),
             max_processes,
             None if memory_gb is None else float(memory_gb),
+            exclude_flagged,
         )
         if key in self._best:
             return self._best[key]
         _check_positive(compute=compute, max_processes=max_processes)
-        latency, throughput, memory = self._grid(compute, max_processes)
+        latency, throughput, memory, measured = self._grid(compute, max_processes, exclude_flagged)
         feasible = latency <= slo_fraction * slo_ms * (1 + 1e-12)
         if memory_gb is not None:
             feasible &= memory <= memory_gb * 1000.0 * (1 + 1e-12)
@@ -151,18 +235,63 @@ class ModelProfile:
                 int(p_index) + 1,
                 float(latency[b_index, p_index]),
                 float(throughput[b_index, p_index]),
+                bool(measured[b_index, p_index]),
             )
         self._best[key] = result
         return result
 
-    def _grid(self, compute: int, max_processes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        key = (compute, max_processes)
+    def error_at_chosen(self, max_processes: int = 3) -> tuple[int, float, float]:
+        """How wrong the fitted model is where an optimiser trusting it would go: for every instance size
+        and every SLO bound at a measured row's latency, the segment of highest *modelled* throughput
+        within the bound (by the model alone) is compared with its measured row. Returns the number of
+        distinct segments so chosen, the median of model / measured - 1 over them (positive:
+        optimistic) and its 90th percentile of the absolute value; (0, nan, nan) with no measurement.
+
+        Planners now use the measured rows themselves, so on the measured GPU this is the error they
+        no longer make; it is what remains on GPU models scaled from this one."""
+        chosen: set[Key] = set()
+        sizes = sorted({c for c, _, _ in self.measured.rows})
+        for compute in sizes:
+            b = np.array(BATCHES, dtype=float)[:, None]
+            p = np.arange(1, max_processes + 1, dtype=float)[None, :]
+            latency = self.latency.latency_s(compute, b, p) * 1e3
+            throughput = b * p / latency * 1e3
+            bounds = {lat for (c, _, _), (lat, _) in self.measured.rows.items() if c == compute}
+            for bound in bounds:
+                scores = np.where(latency <= bound, throughput, -np.inf)
+                if np.isfinite(scores).any():
+                    p_index, b_index = np.unravel_index(int(np.argmax(scores.T)), scores.T.shape)
+                    chosen.add((compute, BATCHES[b_index], int(p_index) + 1))
+        errors = [
+            self.throughput(*key) / self.measured.rows[key][1] - 1
+            for key in chosen
+            if key in self.measured.rows
+        ]
+        if not errors:
+            return 0, float("nan"), float("nan")
+        return len(errors), float(np.median(errors)), float(np.percentile(np.abs(errors), 90))
+
+    def _grid(self, compute: int, max_processes: int, exclude_flagged: bool) -> tuple[np.ndarray, ...]:
+        """Latency, throughput, memory and whether measured, per (batch, processes): the model's
+        figures overwritten by the measured rows; not-run (and excluded flagged) rows infeasible."""
+        key = (compute, max_processes, exclude_flagged)
         grid = self._grids.get(key)
         if grid is None:
             b = np.array(BATCHES, dtype=float)[:, None]
             p = np.arange(1, max_processes + 1, dtype=float)[None, :]
-            latency_ms = self.latency.latency_s(compute, b, p) * 1e3
-            grid = (latency_ms, b * p / latency_ms * 1e3, p * self.footprint.memory_mb(b))
+            latency_ms = np.array(self.latency.latency_s(compute, b, p) * 1e3, dtype=float)
+            throughput = b * p / latency_ms * 1e3
+            measured = np.zeros(latency_ms.shape, dtype=bool)
+            excluded = self.flags if exclude_flagged else {}
+            for i, batch in enumerate(BATCHES):
+                for j in range(max_processes):
+                    cell = (compute, batch, j + 1)
+                    if cell in self.measured.not_run or cell in excluded:
+                        latency_ms[i, j], throughput[i, j] = np.inf, 0.0
+                    elif cell in self.measured.rows:
+                        latency_ms[i, j], throughput[i, j] = self.measured.rows[cell]
+                        measured[i, j] = True
+            grid = (latency_ms, throughput, p * self.footprint.memory_mb(b), measured)
             self._grids[key] = grid
         return grid
 
@@ -189,6 +318,8 @@ class ModelProfile:
             "training": training | {"samples_per_s": {str(c): rounded(v) for c, v in self.training.items()}},
         }
         record.update(details)
+        if self.measured.rows or self.measured.not_run:
+            record["measured"] = self.measured.to_json()
         return record
 
     @classmethod
@@ -209,6 +340,7 @@ class ModelProfile:
             details["memory"] = memory
             details["training"] = training
             fit = record.get("fit_error")
+            points = record.get("measured")
             return cls(
                 str(record["name"]),
                 gpu_model(str(record["gpu"])).name,
@@ -220,6 +352,7 @@ class ModelProfile:
                 fit=FitError.from_json(fit) if fit else None,
                 details=details,
                 user=user,
+                measured=MeasuredPoints.from_json(points) if points else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
@@ -236,6 +369,7 @@ _CORE_KEYS = {
     "fit_error",
     "memory",
     "training",
+    "measured",
 }
 
 

@@ -34,6 +34,7 @@ from rlmig.executor import (
     load_configuration,
 )
 from rlmig.executor.hooks import TenantHooks
+from rlmig.executor.planfile import Segments
 
 
 def make_fake(target: Configuration, current: Configuration | None) -> FakeNvml:
@@ -98,7 +99,8 @@ def apply_command(
     node: str | None,
 ) -> None:
     """Apply PLAN.json to the node's GPUs and print the operations."""
-    target = load_configuration(plan_file)
+    segments: Segments = {}  # how the plan runs each inference instance, for the start hook
+    target = load_configuration(plan_file, segments=segments)
     current = load_configuration(current_file) if current_file else None
     if current is not None and current.gpu != target.gpu:
         raise RlmigError(f"--current is for {current.gpu.name} GPUs, the plan for {target.gpu.name}")
@@ -111,7 +113,7 @@ def apply_command(
         hooks: TenantHooks = FakeTenantHooks(fake)
     else:
         nvml_backend = NvmlBackend(target.gpu, allow_mode_change=allow_mode_change)
-        hooks = CommandHooks(drain_cmd, start_cmd)
+        hooks = CommandHooks(drain_cmd, start_cmd, segments=segments)
     with nvml_backend:
         executor = Executor(nvml_backend, journal=journal_path, hooks=hooks, owners=current)
         state, now, _ = executor.observe()

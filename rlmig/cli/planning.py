@@ -50,7 +50,8 @@ def plan(
     mig_parted: str | None,
 ) -> None:
     """Plan the configuration of WORKLOAD_FILE: serve mode for its peak load, dynamic mode for its first
-    interval. Shows per GPU each instance, its placement, owner, segment and throughput."""
+    interval. Shows per GPU each instance, its placement, owner, and how to run it: batch size, MPS
+    processes, latency (measured, or the model's where nothing was measured) and throughput."""
     from rlmig.migparted import dump_mig_parted
     from rlmig.planners import run_planner
     from rlmig.workload import load_workload
@@ -74,30 +75,28 @@ def plan(
         f"[bold]{workload.name}[/bold] ({workload.mode}): {planner.name} uses {document['gpus_used']} of "
         f"{workload.gpu_count} x {workload.gpu.name}, {optimal}, {decision.solve_seconds * 1e3:.1f} ms"
     )
-    simulator = run.simulator
     for gpu in document["gpus"]:
         if not gpu["mig_enabled"]:
             shared = ", ".join(gpu["time_shared"]) or "idle"
             out.print(f"GPU {gpu['index']}: MIG disabled, time-shared by {shared}")
             continue
         table = Table(title=f"GPU {gpu['index']}")
-        for column in ("instance", "placement", "tenant", "role", "batch", "processes", "throughput"):
-            table.add_column(
-                column, justify="right" if column in ("batch", "processes", "throughput") else "left"
-            )
+        numbers = ("batch", "processes", "latency", "throughput")
+        for column in ("instance", "placement", "tenant", "role", *numbers):
+            table.add_column(column, justify="right" if column in numbers else "left")
         for inst in gpu["instances"]:
             profile = workload.gpu.profile(inst["profile"])
-            segment = None
-            if inst["role"] == "inference":
-                t = simulator.tenant_index[inst["tenant"]]
-                segment = simulator.segments[t][simulator.profile_index[profile.id]]
+            latency = f"{inst['latency_ms']:.1f} ms" if "latency_ms" in inst else "-"
+            if "latency_ms" in inst and not inst["measured"]:
+                latency += " (model)"
             table.add_row(
                 inst["profile"],
                 f"slots {inst['start']}-{inst['start'] + profile.slots - 1}",
                 inst["tenant"] or "-",
                 inst["role"],
-                str(segment.batch) if segment else "-",
-                str(segment.processes) if segment else "-",
+                str(inst.get("batch", "-")),
+                str(inst.get("processes", "-")),
+                latency,
                 f"{inst['throughput']:.1f}" + (" samples/s" if inst["role"] == "retraining" else " req/s"),
             )
         out.print(table)
@@ -119,6 +118,13 @@ def plan_json(
             role = inst["role"]
             value = encoded.train[row] if role == "retraining" else encoded.serve_rate[row]
             inst["throughput"] = float(value)
+            if role == "inference":  # how to run it: what the inference server must be set to
+                segment = simulator.segments[int(encoded.tenant[row])][int(encoded.profile[row])]
+                if segment is not None:
+                    inst["batch"] = segment.batch
+                    inst["processes"] = segment.processes
+                    inst["latency_ms"] = float(segment.latency_ms)
+                    inst["measured"] = segment.measured
             row += 1
     unmet = {
         name: float(rate - cap)

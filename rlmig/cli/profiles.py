@@ -5,6 +5,7 @@ Usage::
     rlmig profiles list                           # every measured profile, built-in and imported
     rlmig profiles list --gpu H100-80GB --json    # the catalog for one GPU model, estimates included
     rlmig profiles import my-model.csv --gpu A100-80GB [--name my-model]
+    rlmig profiles check [--gpu A100-80GB] [MODEL...] [--json]   # measured rows that contradict the others
 
 ``import`` reads ParvaGPU's CSV format (columns ``Mig instance,Batch size,Workload Number,Throughput,
 Latency``; see `rlmig.catalog.read_parvagpu_csv`), fits the latency model and stores the profile under
@@ -23,7 +24,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from rlmig.catalog import ModelProfile, catalog, import_profile, measured_profiles, user_profile_path
+from rlmig.catalog import Flag, ModelProfile, catalog, import_profile, measured_profiles, user_profile_path
+from rlmig.errors import RlmigError
+from rlmig.geometry import gpu_model
 
 
 @click.group("profiles")
@@ -68,10 +71,21 @@ def list_command(gpu_name: str | None, as_json: bool) -> None:
         click.echo(json.dumps([_summary(p) for p in chosen], indent=2))
         return
     table = Table(title=f"Model profiles{f' for {gpu_name}' if gpu_name else ''}")
-    for column in ("model", "GPU", "source", "estimate", "latency error", "throughput error", "memory"):
+    columns = (
+        "model",
+        "GPU",
+        "source",
+        "estimate",
+        "latency error",
+        "throughput error",
+        "at chosen",
+        "memory",
+    )
+    for column in columns:
         table.add_column(column)
     for p in chosen:
         fit = p.fit
+        n, optimism, p90 = p.error_at_chosen()
         table.add_row(
             p.name,
             p.gpu,
@@ -79,6 +93,7 @@ def list_command(gpu_name: str | None, as_json: bool) -> None:
             "yes" if p.estimate else "no",
             f"{fit.latency_median:.1%} / {fit.latency_p90:.1%}" if fit else "-",
             f"{fit.throughput_median:.1%} / {fit.throughput_p90:.1%}" if fit else "-",
+            f"{optimism:+.1%} / {p90:.1%} ({n})" if n else "-",
             f"{p.footprint.base_mb:.0f} + {p.footprint.per_item_mb:.3g}/item MiB",
         )
     console = Console(highlight=False)
@@ -86,6 +101,11 @@ def list_command(gpu_name: str | None, as_json: bool) -> None:
         console.width = max(console.width, 140)
     console.print(table)
     console.print("fit error: median / 90th percentile of |model / measured - 1| on the data fitted")
+    console.print(
+        "at chosen: the model's throughput error where an optimiser trusting it would go (median of "
+        "model / measured - 1, + = optimistic / 90th percentile of its size; segments). Plans use the "
+        "measured rows themselves; the model fills only what was not measured."
+    )
 
 
 def _short_source(profile: ModelProfile) -> str:
@@ -109,6 +129,57 @@ def _summary(profile: ModelProfile) -> dict[str, Any]:
         "estimate": profile.estimate,
         "user": profile.user,
         "fit_error": profile.fit.to_json() if profile.fit else None,
+        "error_at_chosen": dict(zip(("segments", "median", "p90"), profile.error_at_chosen(), strict=True))
+        if profile.measured.rows
+        else None,
+        "measured_rows": len(profile.measured.rows),
+        "flagged_rows": len(profile.flags),
         "memory": {"base_mb": profile.footprint.base_mb, "per_item_mb": profile.footprint.per_item_mb},
         "train_samples_per_s": {str(c): v for c, v in profile.training.items()},
     }
+
+
+@profiles.command("check")
+@click.argument("models", nargs=-1)
+@click.option("--gpu", "gpu_name", default=None, help="Only the profiles measured on this GPU model.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+def check_command(models: tuple[str, ...], gpu_name: str | None, as_json: bool) -> None:
+    """Flag measured rows that contradict the others (duplicated rows, throughput or latency falling
+    with batch, more than p times one process's throughput, far off the fit), each with why. Plans
+    trust every measured row unless a workload sets ``exclude_flagged: true``."""
+    found = [p for by_gpu in measured_profiles().values() for p in by_gpu.values()]
+    if gpu_name is not None:
+        wanted_gpu = gpu_model(gpu_name).name
+        found = [p for p in found if p.gpu == wanted_gpu]
+    if models:
+        names = {m.lower() for m in models}
+        unknown = sorted(names - {p.name.lower() for p in found})
+        if unknown:
+            raise RlmigError(
+                f"no measured profile named {', '.join(unknown)}{f' on {gpu_name}' if gpu_name else ''}"
+            )
+        found = [p for p in found if p.name.lower() in names]
+    found.sort(key=lambda p: (p.gpu, p.name.lower()))
+    report = [
+        {
+            "model": p.name,
+            "gpu": p.gpu,
+            "rows": len(p.measured.rows),
+            "not_run": len(p.measured.not_run),
+            "flagged": [Flag(key, why).to_json() for key, why in p.flags.items()],
+        }
+        for p in found
+    ]
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for entry in report:
+        click.echo(
+            f"{entry['model']} on {entry['gpu']}: {entry['rows']} measured rows, {entry['not_run']} not run, "
+            f"{len(entry['flagged'])} flagged"
+        )
+        for flag in entry["flagged"]:
+            where = f"{flag['compute']} slices, batch {flag['batch']}, {flag['processes']} processes"
+            click.echo(f"  {where}: {flag['reason']}")
+    total = sum(len(e["flagged"]) for e in report)
+    click.echo(f"{total} flagged rows; plans use them unless the workload sets exclude_flagged: true")

@@ -22,6 +22,7 @@ from typing import Protocol
 
 from rlmig.configuration import Owner
 from rlmig.errors import RlmigError
+from rlmig.executor.planfile import SEGMENT_FIELDS, Segments
 from rlmig.geometry import Instance
 
 
@@ -49,19 +50,32 @@ class CommandHooks:
     """Hooks that run a command for each drain and start.
 
     The templates may use ``{gpu}``, ``{instance}`` (``3g.40gb@4``, or ``whole``), ``{profile}``,
-    ``{profile_id}``, ``{start}``, ``{tenant}`` and ``{role}``; the command runs without a shell and
-    a non-zero exit fails the operation.
+    ``{profile_id}``, ``{start}``, ``{tenant}``, ``{role}``, and, for an inference instance whose plan
+    says how to run it (`segments`, from the plan file), ``{batch}``, ``{processes}`` and
+    ``{latency_ms}`` (empty otherwise); the command runs without a shell and a non-zero exit fails the
+    operation.
     """
 
-    def __init__(self, drain: str | None, start: str | None, *, timeout_s: float = 300.0) -> None:
+    FIELDS = ("gpu", "instance", "profile", "profile_id", "start", "tenant", "role", *SEGMENT_FIELDS)
+
+    def __init__(
+        self,
+        drain: str | None,
+        start: str | None,
+        *,
+        timeout_s: float = 300.0,
+        segments: Segments | None = None,
+    ) -> None:
         self.drain_cmd = drain
         self.start_cmd = start
         self.timeout_s = timeout_s
+        self.segments = segments or {}
 
-    @staticmethod
-    def render(template: str | None, gpu: int, instance: Instance | None, owner: Owner) -> list[str]:
+    def render(self, template: str | None, gpu: int, instance: Instance | None, owner: Owner) -> list[str]:
+        """The argv of a hook command for one (GPU, instance, owner)."""
         if template is None:
             return []
+        segment = self.segments.get((gpu, instance), {}) if instance and owner.role == "inference" else {}
         fields = {
             "gpu": gpu,
             "instance": str(instance) if instance else "whole",
@@ -70,6 +84,7 @@ class CommandHooks:
             "start": instance.start if instance else "",
             "tenant": owner.tenant,
             "role": owner.role,
+            **{key: segment.get(key, "") for key in SEGMENT_FIELDS},
         }
         try:
             return [part.format(**fields) for part in shlex.split(template)]

@@ -37,9 +37,17 @@ from rlmig.configuration import ROLES, Configuration, GpuConfig, Owner
 from rlmig.errors import ConfigError, RlmigError
 from rlmig.geometry import Instance, gpu_model
 
+SEGMENT_FIELDS = ("batch", "processes", "latency_ms")
+"""How to run an inference instance, as a plan gives it (what the inference server must be set to)."""
+Segments = dict[tuple[int, Instance], dict[str, Any]]
+"""Per (GPU index, instance) of a plan, its `SEGMENT_FIELDS` (inference instances that have them)."""
 
-def load_configuration(path: str | Path, what: str | None = None) -> Configuration:
-    """Read a plan file (or a current-configuration file in the same format)."""
+
+def load_configuration(
+    path: str | Path, what: str | None = None, segments: Segments | None = None
+) -> Configuration:
+    """Read a plan file (or a current-configuration file in the same format); `segments`, when given,
+    receives each inference instance's batch size, MPS processes and latency."""
     path = Path(path)
     what = what or path.name
     try:
@@ -50,7 +58,7 @@ def load_configuration(path: str | Path, what: str | None = None) -> Configurati
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{what} is not JSON: {exc}") from None
-    return parse_configuration(doc, what)
+    return parse_configuration(doc, what, segments)
 
 
 def configuration_json(config: Configuration) -> dict[str, Any]:
@@ -66,7 +74,7 @@ def _is_number(value: object) -> bool:
     return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)  # type: ignore[arg-type]
 
 
-def parse_configuration(doc: object, what: str = "plan") -> Configuration:
+def parse_configuration(doc: object, what: str = "plan", segments: Segments | None = None) -> Configuration:
     """Validate a plan document and build its configuration; `ConfigError` names the field at fault."""
     if not isinstance(doc, dict):
         raise ConfigError(f"{what}: must be a JSON object with 'gpu_model' and 'gpus'")
@@ -89,12 +97,13 @@ def parse_configuration(doc: object, what: str = "plan") -> Configuration:
     gpus = doc.get("gpus")
     if not isinstance(gpus, list):
         raise ConfigError(f"{what}: 'gpus' must be a list of GPUs")
+    found: Segments = {} if segments is None else segments
     return Configuration(
-        gpu, tuple(_gpu_config(gpu, entry, n, f"{what}: gpus[{n}]") for n, entry in enumerate(gpus))
+        gpu, tuple(_gpu_config(gpu, entry, n, f"{what}: gpus[{n}]", found) for n, entry in enumerate(gpus))
     )
 
 
-def _gpu_config(gpu: Any, entry: object, n: int, where: str) -> GpuConfig:
+def _gpu_config(gpu: Any, entry: object, n: int, where: str, segments: Segments) -> GpuConfig:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be an object with 'index' and 'instances'")
     index = entry.get("index", n)
@@ -126,6 +135,9 @@ def _gpu_config(gpu: Any, entry: object, n: int, where: str) -> GpuConfig:
         if inst in owned:
             raise ConfigError(f"{where}.instances[{k}]: {inst} is listed twice")
         owned[inst] = owner
+        given = {key: item[key] for key in SEGMENT_FIELDS if key in item}  # type: ignore[index, operator]
+        if given:
+            segments[n, inst] = given
     try:
         layout = gpu.layout(owned)
     except RlmigError as exc:
@@ -148,6 +160,13 @@ def _instance(gpu: Any, item: object, where: str) -> tuple[Instance, Owner | Non
     tenant, role = item.get("tenant"), item.get("role", "inference" if item.get("tenant") else "idle")
     if "throughput" in item and not _is_number(item["throughput"]):
         raise ConfigError(f"{where}.throughput: must be a number")
+    for key in ("batch", "processes"):
+        if key in item and not (_is_int(item[key]) and item[key] >= 1):
+            raise ConfigError(f"{where}.{key}: must be a positive integer")
+    if "latency_ms" in item and not (_is_number(item["latency_ms"]) and item["latency_ms"] > 0):
+        raise ConfigError(f"{where}.latency_ms: must be a positive number")
+    if "measured" in item and not isinstance(item["measured"], bool):
+        raise ConfigError(f"{where}.measured: must be true or false")
     if role == "idle":
         if tenant is not None:
             raise ConfigError(f"{where}: an idle instance has tenant null, not {tenant!r}")
