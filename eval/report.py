@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from rlmig.catalog import ModelProfile
 from rlmig.errors import RlmigError
 from rlmig.eval.harness import (
     LEGEND,
@@ -239,6 +240,7 @@ def render(
             for path in figures.get(scenario, []):
                 parts += [f"![{scenario}: layouts and owners]({_rel(path, base)})", ""]
         parts += ["</details>", ""]
+    parts += _profiles(evaluation)
     if sweep:
         parts += ["## Decision latency against cluster size", ""]
         parts.append(sweep_table(sweep).to_markdown(None))
@@ -246,6 +248,39 @@ def render(
             parts += [f"![decision latency against GPUs]({_rel(figures['sweep'][0], base)})", ""]
     parts += _settings(config, evaluation)
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _profiles(evaluation: Evaluation) -> list[str]:
+    """The models of the evaluated scenarios: measured rows, flagged rows, and the fitted model's error
+    over all rows and where an optimiser trusting it would go (`ModelProfile.error_at_chosen`)."""
+    seen: dict[tuple[str, str], ModelProfile] = {}
+    for scenario in evaluation.scenarios:
+        workload = load_scenario_of(evaluation, scenario)
+        for profile in workload.profiles():
+            seen.setdefault((profile.name, profile.gpu), profile)
+    lines = [
+        "## Model profiles behind these results",
+        "",
+        "Planners and the simulator use every measured row exactly (a row measured as 0 is never "
+        "planned); the fitted model fills only what was not measured. *At chosen*: the model's "
+        "throughput error at the segments an optimiser trusting it would choose (median of model / "
+        "measured - 1, + = optimistic; 90th percentile of its size), the error planners no longer make.",
+        "",
+        "| model | GPU | measured rows | not run | flagged | fit error (median / p90) | at chosen |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
+    for (name, gpu), profile in sorted(seen.items()):
+        fit = profile.fit
+        n, median, p90 = profile.error_at_chosen()
+        measured = profile.measured
+        lines.append(
+            f"| {name} | {gpu} | {len(measured.rows)} | {len(measured.not_run)} | {len(profile.flags)} | "
+            + (f"{fit.throughput_median:.1%} / {fit.throughput_p90:.1%}" if fit else "- (estimate)")
+            + " | "
+            + (f"{median:+.1%} / {p90:.1%} ({n} segments)" if n else "-")
+            + " |"
+        )
+    return [*lines, ""]
 
 
 def _settings(config: ReportConfig, evaluation: Evaluation) -> list[str]:

@@ -270,6 +270,7 @@ def test_report_on_a_tiny_configuration(tiny: tuple[Path, Path], tmp_path: Path)
     text = out.read_text()
     assert text.startswith("# rlmig evaluation report")
     assert "rlmig report --scenarios" in text and "commit" in text
+    assert "## Model profiles behind these results" in text and "| resnet50 | A100-80GB | 161 | 64 |" in text
     assert "### tiny (dynamic)" in text and "serve mode: GPUs used" in text
     assert "not run on this scenario: ilp-foresight" in text
     assert "## Decision latency against cluster size" in text
