@@ -15,7 +15,7 @@ from rlmig.cli.apply import apply_command
 from rlmig.cli.data import catalog, traces
 from rlmig.cli.eval import eval_command
 from rlmig.cli.geometry import gpus, layouts, validate
-from rlmig.cli.planning import demo, plan, simulate, train
+from rlmig.cli.planning import bound, demo, plan, simulate, train
 from rlmig.cli.profiles import profiles
 from rlmig.cli.report import report
 from rlmig.errors import RlmigError
@@ -36,6 +36,7 @@ for command in (
     validate,
     plan,
     simulate,
+    bound,
     demo,
     train,
     eval_command,

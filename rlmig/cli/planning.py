@@ -219,3 +219,66 @@ def train(config: str, out: str | None, export: str | None) -> None:
         raise RlmigError(f"training needs the train extra (pip install 'rlmig[train]'): {exc}") from None
     folder = run_training(config, out, export)
     click.echo(f"checkpoint: {folder}")
+
+
+BEST_PLAN_PLANNERS = "ilp,parva,greedy,ekya,static-best,as-is"
+
+
+@click.command()
+@click.argument("workload_file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the bound and the best plan as JSON.")
+@click.option("--time-limit", type=float, default=None, help="Seconds for the bound's LP (default: none).")
+@click.option(
+    "--planners",
+    default=BEST_PLAN_PLANNERS,
+    show_default=True,
+    help="Planners whose simulated runs are the candidates for the best plan found.",
+)
+@click.option("--forecaster", default="auto", show_default=True, help="Forecaster the planners use.")
+def bound(
+    workload_file: str, as_json: bool, time_limit: float | None, planners: str, forecaster: str
+) -> None:
+    """The hindsight bound of WORKLOAD_FILE (dynamic mode): a proven upper bound on the goodput ratio
+    any planner can reach on the whole run knowing the future, beside the best plan found (the best
+    simulated run among --planners) and the gap between them."""
+    import math
+
+    from rlmig.bound import hindsight_bound
+    from rlmig.planners import make_planner, run_planner
+    from rlmig.workload import load_workload
+
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise RlmigError(f"--time-limit must be a positive number of seconds, got {time_limit:g}")
+    names = [n.strip() for n in planners.split(",") if n.strip()]
+    if not names:
+        raise RlmigError("--planners names no planner")
+    workload = load_workload(workload_file)
+    result = hindsight_bound(workload, time_limit=time_limit)
+    runs = {name: run_planner(workload, make_planner(name), forecaster=forecaster) for name in names}
+    ratios = {name: run.result.metrics.goodput_ratio for name, run in runs.items()}
+    best = max(ratios, key=lambda name: ratios[name])
+    document = {
+        "workload": workload.name,
+        "upper_bound": result.upper_bound,
+        "proven": result.proven,
+        "best_plan": ratios[best],
+        "best_plan_planner": best,
+        "gap": result.upper_bound - ratios[best],
+        "planners": ratios,
+        "bound_seconds": result.solve_seconds,
+    }
+    if as_json:
+        click.echo(json.dumps(document))
+        return
+    out = console()
+    out.print(
+        f"[bold]{workload.name}[/bold]: no planner can exceed a goodput ratio of {result.upper_bound:.4f} "
+        f"(proven, {result.solve_seconds:.2f} s); the best plan found ({best}) reaches {ratios[best]:.4f}, "
+        f"a gap of {document['gap']:.4f}"
+    )
+    table = Table(title="planners against the bound")
+    for column in ("planner", "goodput ratio", "% of bound"):
+        table.add_column(column, justify="left" if column == "planner" else "right")
+    for name, ratio in sorted(ratios.items(), key=lambda item: -item[1]):
+        table.add_row(name, f"{ratio:.4f}", f"{ratio / result.upper_bound:.1%}")
+    out.print(table)
