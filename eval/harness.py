@@ -49,6 +49,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from rlmig.bound import hindsight_bound
 from rlmig.errors import ConfigError, RlmigError
 from rlmig.eval.tables import TableData, fmt, fmt_ms
 from rlmig.planners import PLANNERS, Planner, PlannerRun, make_planner, run_planner
@@ -196,6 +197,7 @@ class EvalResult:
     wall_s: float
     proven: int | None = None  # decisions proven optimal (None: the planner proves nothing)
     ratio_to_ilp: float | None = None  # goodput_ratio / the ILP's on the same scenario and seed
+    of_bound: float | None = None  # goodput_ratio / the hindsight bound (dynamic mode)
     decision_seconds: list[float] = field(default_factory=list, repr=False)
     run: PlannerRun | None = field(default=None, repr=False)
     workload: Workload | None = field(default=None, repr=False)
@@ -246,6 +248,7 @@ class EvalResult:
             "wall_s": self.wall_s,
             "proven_optimal": self.proven,
             "ratio_to_ilp": self.ratio_to_ilp,
+            "of_bound": self.of_bound,
         }
 
 
@@ -277,11 +280,13 @@ class Summary:
     decisions: int
     proven: int | None
     ratio_to_ilp: float | None
+    of_bound: float | None = None
 
     @classmethod
     def of(cls, results: Sequence[EvalResult]) -> Summary:
         seconds = [s for r in results for s in r.decision_seconds]
         ratios = [r.ratio_to_ilp for r in results if r.ratio_to_ilp is not None]
+        of_bound = [r.of_bound for r in results if r.of_bound is not None]
         goodput = [r.goodput_ratio for r in results]
         claims = [r.proven for r in results if r.proven is not None]
         return cls(
@@ -299,6 +304,7 @@ class Summary:
             decisions=sum(r.decisions for r in results),
             proven=sum(claims) if claims else None,
             ratio_to_ilp=float(np.mean(ratios)) if ratios else None,
+            of_bound=float(np.mean(of_bound)) if of_bound else None,
         )
 
 
@@ -314,21 +320,27 @@ COLUMNS = [
     "p99 ms",
     "optimal",
     "vs ilp",
+    "of bound",
 ]
 LEGEND = (
     "goodput: accuracy-weighted SLO attainment (goodput / arrivals); SLO att.: requests served within the "
     "SLO / arrivals; accuracy: mean accuracy of the requests served; GPUs: GPUs used (dynamic: mean per "
     "interval); GPU-s: GPU-seconds; reconfigs: instances created or given a new owner; p50/p99 ms: "
     "decision latency; optimal: decisions the planner proved optimal (ILP planners; fewer than all when "
-    "its solver hit the time limit); vs ilp: goodput / the myopic ILP's goodput."
+    "its solver hit the time limit); vs ilp: goodput / the myopic ILP's goodput; of bound: goodput / the "
+    "hindsight bound (`rlmig bound`: no planner can exceed it, even knowing the future; the bound row)."
 )
 
 
 def summary_table(
-    title: str, summaries: Sequence[Summary], notes: Sequence[str] = (), spread: bool = False
+    title: str,
+    summaries: Sequence[Summary],
+    notes: Sequence[str] = (),
+    spread: bool = False,
+    bound: float | None = None,
 ) -> TableData:
     """The comparison table: a row per planner, the best goodput in bold; `spread` adds the standard
-    deviation of goodput over the runs (seeds)."""
+    deviation of goodput over the runs (seeds); `bound` adds the hindsight bound's row."""
     rows = []
     for s in summaries:
         goodput = fmt(s.goodput_ratio, 4)
@@ -347,12 +359,20 @@ def summary_table(
                 fmt_ms(s.decision_ms_p99),
                 "-" if s.proven is None else f"{s.proven}/{s.decisions}",
                 fmt(s.ratio_to_ilp, 3),
+                "-" if s.of_bound is None else f"{s.of_bound:.1%}",
             ]
         )
+    if bound is not None:
+        rows.append(["bound", fmt(bound, 4), *["-"] * (len(COLUMNS) - 3), "100.0%"])
     columns = list(COLUMNS)
-    if all(s.ratio_to_ilp is None for s in summaries):  # the ILP was not run: no ratio to show
-        columns.pop()
-        rows = [row[:-1] for row in rows]
+    for name, missing in (
+        ("of bound", all(s.of_bound is None for s in summaries)),  # no dynamic bound to compare with
+        ("vs ilp", all(s.ratio_to_ilp is None for s in summaries)),  # the ILP was not run
+    ):
+        if missing:
+            drop = columns.index(name)
+            columns.pop(drop)
+            rows = [row[:drop] + row[drop + 1 :] for row in rows]
     table = TableData(title, columns, rows, right=set(columns[1:]), notes=list(notes))
     if summaries:
         best = max(s.goodput_ratio for s in summaries)
@@ -371,6 +391,7 @@ class Evaluation:
     failures: list[Failure] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (scenario, planner) not run by request
     options: dict[str, object] = field(default_factory=dict)
+    bounds: dict[tuple[str, int], float] = field(default_factory=dict)  # (scenario, seed): hindsight bound
 
     def select(
         self, scenario: str | None = None, planner: str | None = None, seed: int | None = None
@@ -397,7 +418,9 @@ class Evaluation:
         skipped = [p for s, p in self.skipped if s == scenario]
         if skipped:
             notes.append(f"not run on this scenario: {', '.join(skipped)}")
-        return summary_table(title, summaries, notes, spread=True)
+        bounds = [b for (s, _), b in self.bounds.items() if s == scenario]
+        bound = float(np.mean(bounds)) if bounds else None
+        return summary_table(title, summaries, notes, spread=True, bound=bound)
 
     def overall(self, mode: str) -> tuple[list[Summary], list[str]]:
         """Per planner run on every scenario of `mode`, its figures over them (and the seeds); the
@@ -443,6 +466,9 @@ class Evaluation:
             "overall": {mode: [x.__dict__ for x in self.overall(mode)[0]] for mode in self.modes()},
             "seeds": self.seeds,
             "options": self.options,
+            "bounds": [
+                {"scenario": s, "seed": seed, "upper_bound": b} for (s, seed), b in self.bounds.items()
+            ],
         }
 
 
@@ -531,6 +557,8 @@ def evaluate(
         progress.start(sum(_decisions(ws[0]) * len(runs(ws[0])) * seeds for ws in workloads))
     for variants in workloads:
         for seed, workload in enumerate(variants):
+            if workload.mode == "dynamic":
+                evaluation.bounds[workload.name, seed] = hindsight_bound(workload).upper_bound
             for name in runs(workload):
                 label = f"{workload.name} · {name}" + (f" · seed {seed}" if seeds > 1 else "")
                 done = 0
@@ -568,6 +596,9 @@ def _decisions(workload: Workload) -> int:
 
 def _ratios(evaluation: Evaluation) -> None:
     for result in evaluation.results:
+        bound = evaluation.bounds.get((result.scenario, result.seed))
+        if bound:
+            result.of_bound = result.goodput_ratio / bound
         reference = evaluation.select(result.scenario, REFERENCE, result.seed)
         if reference and reference[0].goodput_ratio > 0 and math.isfinite(reference[0].goodput_ratio):
             result.ratio_to_ilp = result.goodput_ratio / reference[0].goodput_ratio
