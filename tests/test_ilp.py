@@ -225,3 +225,20 @@ def test_lookahead_retrains_across_intervals_when_one_is_not_enough():
     first = [o.role for g in ahead.configuration.gpus for o in g.owners if o]
     assert "retraining" in first  # starts the job now to finish it inside the horizon
     assert ahead.objective > myopic.objective + 2 * 60 * 150 * 0.8 - 1  # and gains from it
+
+
+def test_a_terminal_value_makes_the_myopic_ilp_start_a_long_job():
+    # The same job as above: more than one interval of work, so the myopic objective never starts it.
+    workload = small_workload(samples=40000.0, rate_a=100.0, rate_b=50.0)
+    sim = Simulator(workload)
+    state = sim.initial_state()
+    cluster = state_at(sim, 0, state, None, workload.rates[0])
+    myopic = IlpPlanner(gap=0.0, time_limit=None).plan(cluster)
+    valued = IlpPlanner(gap=0.0, time_limit=None, terminal=1.0).plan(cluster)
+    roles = [o.role for g in valued.configuration.gpus for o in g.owners if o]
+    assert "retraining" in roles  # progress now pays off after the horizon
+    # What it reports is still the simulator's goodput of its plan over the horizon, no more than the
+    # myopic optimum of that goodput.
+    outcome, _ = sim.step(0, state.copy(), sim.encode(valued.configuration), None, workload.rates[0])
+    assert valued.objective == pytest.approx(float(outcome.goodput.sum()), rel=1e-9)
+    assert valued.objective <= myopic.objective + 1e-6

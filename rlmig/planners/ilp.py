@@ -216,7 +216,11 @@ class _Var:
 class DynamicModel:
     """The dynamic-mode MILP for one decision (see the module docstring)."""
 
-    def __init__(self, state: ClusterState, horizon: int, fixed: FixedChoices | None = None) -> None:
+    def __init__(
+        self, state: ClusterState, horizon: int, fixed: FixedChoices | None = None, terminal: float = 0.0
+    ) -> None:
+        self.terminal = terminal  # weight of the value of retraining progress past the horizon
+        self.terminal_terms: list[pulp.LpAffineExpression] = []
         self.state = state
         self.sim = state.simulator
         self.workload = state.workload
@@ -323,7 +327,10 @@ class DynamicModel:
         changes = pulp.lpSum(v.x - v.kept for v in self.vars)
         owned_count = pulp.lpSum(v.x for v in self.vars)
         self.goodput_expr = pulp.lpSum(self.goodput.values())
-        self.problem += self.goodput_expr - 1e-6 * arrivals * changes - 1e-8 * arrivals * owned_count
+        self.terminal_expr = pulp.lpSum(self.terminal_terms)
+        self.problem += (
+            self.goodput_expr + self.terminal_expr - 1e-6 * arrivals * changes - 1e-8 * arrivals * owned_count
+        )
 
     def _fix_owner(self, owned: list[_Var], owner: Owner | None) -> None:
         for var in owned:
@@ -449,6 +456,17 @@ class DynamicModel:
                 done_prev = done
             # The job's state at the segment's end: done (1), not done (0) or a binary of the model.
             done_end = done_prev if running else 1.0
+        if self.terminal > 0 and running and isinstance(done_end, pulp.LpVariable):
+            # Progress that pays off after the horizon: a job still running at the horizon's end will
+            # lift the accuracy for the rest of its window; its work so far is valued pro rata.
+            rest_s = float(dyn.seconds_left(state.interval + H)[t])
+            if not dyn.window_starts(state.interval + H)[t] and rest_s > 0 and remaining > 0:
+                level = level_cases[0][0]
+                per_sample = self.terminal * (a1 - level) * float(rates[-1]) * rest_s / remaining
+                credited = self._var(0, remaining)
+                self.problem += credited <= work
+                self.problem += credited <= remaining * (1 - done_end)
+                self.terminal_terms.append(per_sample * credited)
 
     # -- the starting solution ------------------------------------------------------------------
 
@@ -546,7 +564,14 @@ class DynamicModel:
 
 class IlpPlanner(Planner):
     """The ILP oracle behind the planner interface: serve mode (fewest GPUs) or dynamic mode (goodput
-    over `horizon` intervals; `foresight=True` plans on the true future, an upper bound in practice)."""
+    over `horizon` intervals; `foresight=True` plans on the true future).
+
+    `terminal` > 0 also values retraining progress that pays off after the horizon: the work a job
+    still running at the horizon's end has done is credited pro rata with the accuracy gain its
+    completion would bring over the rest of its window (gain x forecast rate x seconds left / samples
+    left, times `terminal`). The solver's objective then differs from the goodput it reports (the
+    simulator's goodput of the plan over the horizon). Off by default: it makes decisions markedly
+    slower, and its weight is not yet tuned against the hindsight bound (`rlmig.bound`)."""
 
     name = "ilp"
 
@@ -556,9 +581,11 @@ class IlpPlanner(Planner):
         foresight: bool = False,
         time_limit: float | None = 10.0,
         gap: float | None = 1e-3,
+        terminal: float = 0.0,
     ) -> None:
         if horizon < 1:
             raise RlmigError(f"the ILP horizon must be at least 1, got {horizon}")
+        self.terminal = terminal
         self.horizon = horizon
         self.foresight = foresight
         self.time_limit = time_limit
@@ -592,7 +619,7 @@ class IlpPlanner(Planner):
         """`expert` in dynamic mode, with the layout chosen for each GPU (before idle instances are
         dropped) and the owner of each of its instances: what an environment's sub-actions need."""
         start = time.perf_counter()
-        model = DynamicModel(state, self.effective_horizon(state), fixed)
+        model = DynamicModel(state, self.effective_horizon(state), fixed, self.terminal)
         begin = model.start(state.current if state.current is not None else heuristic_start(state))
         result = solve(model.problem, time_limit=self.time_limit, gap=self.gap, start=begin)
         plans = model.configurations()
