@@ -176,3 +176,14 @@ def test_the_fit_knows_a_3g_instance_has_the_memory_of_a_4g_one() -> None:
                 fitted.append(profile.throughput(3, b, p) / profile.throughput(4, b, p))
     assert len(measured) > 300
     assert sum(fitted) / len(fitted) == pytest.approx(sum(measured) / len(measured), rel=0.02)
+
+
+def test_a_row_that_did_not_run_stays_infeasible_on_an_estimated_gpu() -> None:
+    from rlmig.catalog import model_profile
+
+    h100 = model_profile("inceptionv3", "H100-80GB")
+    assert h100.estimate and not h100.measured.rows and (1, 64, 2) in h100.measured.not_run
+    assert h100.segment(1, 64, 2) is None and h100.segment(1, 32, 1) is not None  # the model fills the rest
+    for slo_ms in (50.0, 400.0, 2000.0):
+        segment = h100.best_segment(1, slo_ms, slo_fraction=0.45, max_processes=3)
+        assert segment is None or (1, segment.batch, segment.processes) not in h100.measured.not_run

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from rlmig.catalog.latency import rounded
 from rlmig.catalog.measurements import compute_sizes
-from rlmig.catalog.profile import ModelProfile
+from rlmig.catalog.profile import MeasuredPoints, ModelProfile
 from rlmig.errors import RlmigError
 from rlmig.geometry import GpuModel, gpu_model
 
@@ -52,7 +52,8 @@ def scale_profile(profile: ModelProfile, gpu: str | GpuModel) -> ModelProfile:
     the GPU time taken as compute-bound, half as memory-bound. Retraining throughput is divided by f.
     Host time, scheduling delay, the launch floor and the memory footprint are kept. This is an
     ESTIMATE (``estimate=True``): it ignores per-SM architectural gains (H100 and later do more per SM
-    and clock), so it understates newer GPUs' speed, which errs on the safe side for SLOs.
+    and clock), so it understates newer GPUs' speed, which errs on the safe side for SLOs. A segment
+    measured as not run (it did not fit, or did not run) stays infeasible on the estimated GPU.
     """
     target = gpu_model(gpu)
     factor = gpu_time_factor(profile.gpu, target)
@@ -70,4 +71,6 @@ def scale_profile(profile: ModelProfile, gpu: str | GpuModel) -> ModelProfile:
         fit=profile.fit,
         details=details,
         user=profile.user,
+        # A segment that did not run on the measured GPU is not extrapolated into on this one.
+        measured=MeasuredPoints({}, profile.measured.not_run),
     )
