@@ -252,6 +252,7 @@ class Simulator:
                 slo_fraction=self.workload.slo_fraction / sharers,
                 max_processes=self.workload.max_processes,
                 memory_gb=self.gpu.memory_gb / sharers,
+                exclude_flagged=self.workload.exclude_flagged,
             )
             speedup = self.gpu.sms / full.sms if self.gpu.sms and full.sms else 1.0
             self._shared[key] = segment.throughput * speedup / sharers if segment else 0.0

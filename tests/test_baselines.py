@@ -253,3 +253,19 @@ def test_ekya_thief_keeps_serving_when_the_gain_is_small():
 def test_every_baseline_is_named_as_the_cli_names_it():
     assert {name: cls.name for name, cls in BASELINES.items()} == {name: name for name in BASELINES}
     assert all(issubclass(cls, Planner) for cls in BASELINES.values())
+
+
+def test_ekya_with_a_layout_that_serves_nobody_does_not_crash():
+    wl = parse_workload(
+        {
+            "gpu": "A100-80GB",
+            "gpus": 1,
+            "interval_s": 60,
+            "duration_s": 120,
+            "downtime_s": 0,
+            "mode": "dynamic",
+            "tenants": [{"name": "t0", "model": "densenet121", "slo_ms": 20, "load": 200}],
+        }
+    )
+    run = run_planner(wl, EkyaPlanner())
+    assert run.result.metrics.goodput_ratio == 0.0  # no segment meets a 20 ms SLO: nothing to steal

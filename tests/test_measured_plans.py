@@ -187,3 +187,23 @@ def test_a_row_that_did_not_run_stays_infeasible_on_an_estimated_gpu() -> None:
     for slo_ms in (50.0, 400.0, 2000.0):
         segment = h100.best_segment(1, slo_ms, slo_fraction=0.45, max_processes=3)
         assert segment is None or (1, segment.batch, segment.processes) not in h100.measured.not_run
+
+
+def test_exclude_flagged_reaches_whole_gpu_time_sharing_and_duplicates_are_found() -> None:
+    from rlmig.catalog import model_profile
+    from rlmig.simulator import Simulator
+    from rlmig.workload import parse_workload
+
+    doc = {
+        "gpu": "A100-80GB",
+        "gpus": 1,
+        "interval_s": 60,
+        "duration_s": 60,
+        "tenants": [{"name": "d", "model": "densenet169", "slo_ms": 150, "load": 100}],
+    }
+    trusted = Simulator(parse_workload(doc)).time_shared_capacity(0, 1)
+    excluded = Simulator(parse_workload({**doc, "exclude_flagged": True})).time_shared_capacity(0, 1)
+    assert excluded < trusted  # the flagged 7g row (batch 128, 2 processes) no longer counts
+    # Duplicated rows are found although per-process throughput is stored times the processes.
+    assert "duplicates the 2-process row" in model_profile("densenet201").flags[1, 8, 3]
+    assert "duplicates the 4-process row" in model_profile("inceptionv3").flags[2, 8, 5]

@@ -213,3 +213,20 @@ def test_an_unsolvable_serve_load_still_has_an_answer() -> None:
     workload = parse_workload({**TINY, "mode": "serve", "tenants": [{**TINY["tenants"][1], "load": 1e7}]})
     run = run_planner(workload, make_planner("ilp", time_limit=0.0))
     assert run.result.intervals[0].capacity[0] > 0  # the start serves what it can
+
+
+def test_quiet_stdout_closes_its_descriptors_when_it_cannot_open_devnull(monkeypatch) -> None:
+    import os
+
+    import rlmig.planners.mip as mip
+
+    before = len(os.listdir("/proc/self/fd"))
+
+    def refuse(*_args, **_kwargs):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(mip.os, "open", refuse)
+    with pytest.raises(OSError), mip.quiet_stdout():
+        pass
+    monkeypatch.undo()
+    assert len(os.listdir("/proc/self/fd")) == before

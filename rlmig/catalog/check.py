@@ -25,6 +25,7 @@ Usage::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -66,7 +67,8 @@ def check_points(points: MeasuredPoints, model: Callable[[int, int, int], float]
 
     for (c, b, p), (latency, throughput) in sorted(rows.items()):
         fewer = rows.get((c, b, p - 1))
-        if fewer is not None and latency == fewer[0] and throughput / p == fewer[1] / (p - 1):
+        same_per_process = math.isclose(throughput / p, fewer[1] / (p - 1), rel_tol=1e-9) if fewer else False
+        if fewer is not None and math.isclose(latency, fewer[0], rel_tol=1e-9) and same_per_process:
             flag((c, b, p), f"duplicates the {p - 1}-process row (latency {latency:g} ms, same per process)")
         single = rows.get((c, b, 1))
         if p > 1 and single is not None and throughput > p * single[1] * (1 + tolerance):

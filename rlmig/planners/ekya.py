@@ -174,6 +174,8 @@ class _Thief:
     def steal(self) -> bool:
         """Make the best improving steal or exchange; False when none improves the estimate."""
         n, count = self.n, len(self.job_of)
+        if count == 0:  # a layout without instances: nothing to steal
+            return False
         tenants = np.arange(n)
         now = self.value(tenants, self.cap, self.train)
         a = self.job_of

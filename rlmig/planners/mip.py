@@ -49,16 +49,20 @@ def quiet_stdout() -> Iterator[None]:
         except OSError:  # no fd 1 at all: nothing to protect
             yield
             return
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 1)
         try:
-            yield
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, 1)
+                try:
+                    yield
+                finally:
+                    with contextlib.suppress(OSError, AttributeError):
+                        ctypes.CDLL(None).fflush(None)  # C stdio buffers still holding solver output
+                    os.dup2(saved, 1)
+            finally:
+                os.close(null)
         finally:
-            with contextlib.suppress(OSError, AttributeError):
-                ctypes.CDLL(None).fflush(None)  # C stdio buffers still holding solver output
-            os.dup2(saved, 1)
             os.close(saved)
-            os.close(null)
 
 
 @dataclass(frozen=True)
