@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from rlmig.eval.harness import Evaluation, RichProgress, evaluate, resolve_scenario
+from rlmig.eval.harness import Evaluation, RichProgress, build_planner, evaluate, resolve_scenario
 from rlmig.eval.plots import goodput_plot
 from rlmig.planners import make_planner
 
@@ -67,6 +67,12 @@ def run_demo(out_dir: Path = Path("."), console: Console | None = None) -> DemoR
     out_dir = Path(out_dir)
     plot = goodput_plot(evaluation.select(seed=0), out_dir / DEMO_PLOT)
     seconds = time.perf_counter() - started
+    console.print("What each planner optimises:")
+    for name in planners:
+        console.print(f"  {name}: {build_planner(name).objective or '-'}")
+    console.print(
+        "  bound: not a planner; no planner can exceed it on this run, even knowing the future (rlmig bound)"
+    )
     console.print(
         f"goodput = accurate requests served within the SLO / arrivals; vs ilp = goodput / the ILP's. "
         f"Plot: {plot} ({seconds:.1f} s)"

@@ -302,3 +302,8 @@ def test_a_failing_planner_is_reported_and_the_rest_goes_on(tiny, monkeypatch: p
         "failed: small-only (seed 0): handles one GPU at most"
         in evaluation.scenario_table("tiny-serve").notes
     )
+
+
+def test_every_registered_planner_says_what_it_optimises() -> None:
+    for name in usable_planners():
+        assert build_planner(name).objective, name

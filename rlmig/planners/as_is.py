@@ -31,6 +31,7 @@ class AsIsPlanner(Planner):
     """
 
     name = "as-is"
+    objective = "nothing: whole GPUs with MIG off, the tenants time-sharing them (the unpartitioned baseline)"
 
     def plan(self, state: ClusterState) -> Decision:
         sim, workload = state.simulator, state.workload

@@ -54,6 +54,7 @@ class Planner(ABC):
     """Maps a `ClusterState` to a `Decision`. Subclasses set `name` and implement `plan`."""
 
     name: str = "planner"
+    objective: str = ""  # one line: what the planner optimises (shown beside its results)
     horizon: int = 1  # forecast intervals the planner wants
     foresight: bool = False  # True: the forecast is the true future (an upper-bound planner)
 

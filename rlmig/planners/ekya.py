@@ -38,6 +38,10 @@ class EkyaPlanner(Planner):
     """
 
     name = "ekya"
+    objective = (
+        "one fixed layout; at each window start, Ekya's thief moves instances between inference and "
+        "retraining to raise the estimated accuracy-weighted goodput of the window"
+    )
 
     def __init__(self, layout: Sequence[Sequence[str]] | None = None, max_steals: int = 500) -> None:
         self.layout = layout

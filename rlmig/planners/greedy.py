@@ -78,6 +78,10 @@ class GreedyPlanner(Planner):
     """
 
     name = "greedy"
+    objective = (
+        "the forecast load with the GPU configurations that serve the most first (MIG-serving's greedy);"
+        " spare room to running retraining jobs"
+    )
 
     def __init__(self, retraining: bool = True, keep: bool = True) -> None:
         self.retraining = retraining

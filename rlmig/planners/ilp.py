@@ -574,6 +574,10 @@ class IlpPlanner(Planner):
     slower, and its weight is not yet tuned against the hindsight bound (`rlmig.bound`)."""
 
     name = "ilp"
+    objective = (
+        "goodput of the next interval on the forecast, proven optimal within the gap: a retraining job "
+        "counts only if it completes within that interval"
+    )
 
     def __init__(
         self,
@@ -663,6 +667,9 @@ class IlpForesightPlanner(IlpPlanner):
     """The dynamic ILP on the true future rates (perfect foresight), by default 3 intervals ahead."""
 
     name = "ilp-foresight"
+    objective = (
+        "goodput of the next intervals on the true future rates, within a horizon shorter than a window"
+    )
 
     def __init__(self, horizon: int = 3, time_limit: float | None = 20.0, gap: float | None = 1e-3) -> None:
         super().__init__(horizon=horizon, foresight=True, time_limit=time_limit, gap=gap)

@@ -98,6 +98,10 @@ class ParvaPlanner(Planner):
     """
 
     name = "parva"
+    objective = (
+        "the forecast load with the fewest GPUs (ParvaGPU's triplets and best-fit); spare room to "
+        "running retraining jobs"
+    )
 
     def __init__(self, retraining: bool = True, optimize: bool = True) -> None:
         self.retraining = retraining

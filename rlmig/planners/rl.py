@@ -33,6 +33,10 @@ class RlPlanner(Planner):
     """A trained policy (a checkpoint folder; the shipped A100-80GB policy by default), guarded."""
 
     name = "rl"
+    objective = (
+        "the learned policy's proposal, overruled by its guard when keeping the configuration or parva "
+        "is predicted better over the next intervals"
+    )
 
     def __init__(
         self,

@@ -10,6 +10,7 @@ class StaticPlanner(Planner):
     """Runs the workload's own `configuration`, or whole GPUs when it gives none (`whole_gpus`)."""
 
     name = "static"
+    objective = "nothing: the workload's own configuration (or whole GPUs), never changed"
 
     def plan(self, state: ClusterState) -> Decision:
         if state.current is not None:

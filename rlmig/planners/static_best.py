@@ -102,6 +102,7 @@ class StaticBestPlanner(Planner):
     """
 
     name = "static-best"
+    objective = "one layout for the run's average load, never changed (PARIS)"
 
     def __init__(self, retraining: bool = True, finish_within: float = 0.5) -> None:
         self.retraining = retraining
