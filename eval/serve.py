@@ -31,7 +31,7 @@ import pulp
 from rlmig.eval.harness import Evaluation
 from rlmig.eval.tables import TableData
 from rlmig.planners import serve_rates
-from rlmig.planners.ilp import maximal_layouts
+from rlmig.planners.ilp import layout_mixes
 from rlmig.planners.mip import solve
 from rlmig.simulator import Simulator
 from rlmig.workload import Workload
@@ -55,7 +55,7 @@ def lp_bound(workload: Workload, simulator: Simulator | None = None) -> float:
     rates = serve_rates(workload)[0]
     gpu = workload.gpu
     profiles = list(gpu.profiles)
-    mixes = {tuple(layout.counts().get(p, 0) for p in profiles) for layout in maximal_layouts(gpu)}
+    mixes = layout_mixes(gpu)
     tenants = [t for t in range(len(workload.tenants)) if rates[t] > 0]
     whole = [sim.time_shared_capacity(t, 1) for t in range(len(workload.tenants))]
     problem = pulp.LpProblem("serve_lp", pulp.LpMinimize)

@@ -35,6 +35,7 @@ import numpy as np
 import pulp
 
 from rlmig.errors import RlmigError
+from rlmig.planners.ilp import layout_mixes
 from rlmig.planners.mip import solve
 from rlmig.simulator import Simulator
 from rlmig.workload import Workload
@@ -66,9 +67,7 @@ def hindsight_bound(
     rates = workload.rates
     dt = workload.interval_s
     n_tenants, n_profiles = len(workload.tenants), len(gpu.profiles)
-    mixes = sorted(
-        {tuple(layout.counts().get(p, 0) for p in gpu.profiles) for layout in gpu.layouts(maximal=True)}
-    )
+    mixes = sorted(layout_mixes(gpu))
     whole = np.array([sim.time_shared_capacity(t, 1) for t in range(n_tenants)])
     problem = pulp.LpProblem("hindsight_bound", pulp.LpMaximize)
     names = iter(range(10**9))

@@ -98,7 +98,7 @@ class Dynamics:
         Returns the samples gained, whether the job completes in the interval, and when it does (seconds
         into the interval; Δ when it does not)."""
         dt, down = self.interval_s, self.downtime_s
-        gain = steady * dt + delayed * (dt - down)
+        gain = steady * self.train_seconds(False) + delayed * self.train_seconds(True)
         completes = active & (gain >= remaining) & (gain > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
             finish = np.where(

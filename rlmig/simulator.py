@@ -41,7 +41,7 @@ import numpy as np
 from rlmig.catalog import ModelProfile, Segment
 from rlmig.configuration import Configuration, GpuConfig, Owner
 from rlmig.dynamics import Dynamics, changed_instances
-from rlmig.geometry import Instance, Profile
+from rlmig.geometry import Instance
 from rlmig.workload import Workload
 
 INFERENCE, RETRAINING = 0, 1
@@ -156,7 +156,10 @@ class Simulator:
         self.train_rate = np.zeros((n_tenants, n_profiles))
         self.models = workload.profiles()
         for i, (tenant, model) in enumerate(zip(workload.tenants, self.models, strict=True)):
-            row = [self._segment(model, profile, tenant.slo_ms) for profile in self.gpu.profiles]
+            row = [
+                self._segment(model, p.compute, tenant.slo_ms, workload.slo_fraction, p.memory_gb)
+                for p in self.gpu.profiles
+            ]
             self.segments.append(row)
             self.serve_rate[i] = [s.throughput if s else 0.0 for s in row]
             if tenant.retraining is not None:
@@ -173,13 +176,16 @@ class Simulator:
         self.full_profile = max(self.gpu.base_profiles(), key=lambda p: (p.compute, p.slots))
         self._full = self.profile_index[self.full_profile.id]
 
-    def _segment(self, model: ModelProfile, profile: Profile, slo_ms: float) -> Segment | None:
+    def _segment(
+        self, model: ModelProfile, compute: int, slo_ms: float, slo_fraction: float, memory_gb: float | None
+    ) -> Segment | None:
+        """The model's best segment under the workload's limits (processes, flagged rows)."""
         return model.best_segment(
-            profile.compute,
+            compute,
             slo_ms,
-            slo_fraction=self.workload.slo_fraction,
+            slo_fraction=slo_fraction,
             max_processes=self.workload.max_processes,
-            memory_gb=profile.memory_gb,
+            memory_gb=memory_gb,
             exclude_flagged=self.workload.exclude_flagged,
         )
 
@@ -246,14 +252,8 @@ class Simulator:
         if key not in self._shared:
             full = self.gpu.profiles[self._full]
             model = self.models[tenant]
-            segment = model.best_segment(
-                full.compute,
-                self.workload.tenants[tenant].slo_ms,
-                slo_fraction=self.workload.slo_fraction / sharers,
-                max_processes=self.workload.max_processes,
-                memory_gb=self.gpu.memory_gb / sharers,
-                exclude_flagged=self.workload.exclude_flagged,
-            )
+            slo_ms, fraction = self.workload.tenants[tenant].slo_ms, self.workload.slo_fraction / sharers
+            segment = self._segment(model, full.compute, slo_ms, fraction, self.gpu.memory_gb / sharers)
             speedup = self.gpu.sms / full.sms if self.gpu.sms and full.sms else 1.0
             self._shared[key] = segment.throughput * speedup / sharers if segment else 0.0
         return self._shared[key]

@@ -225,10 +225,9 @@ class ModelProfile:
         if memory_gb is not None:
             feasible &= memory <= memory_gb * 1000.0 * (1 + 1e-12)
         result: Segment | None = None
-        if feasible.any():
-            scores = np.where(feasible, throughput, -np.inf)
-            # processes-major order: on equal throughput the fewest processes, then the smallest batch
-            p_index, b_index = np.unravel_index(int(np.argmax(scores.T)), scores.T.shape)
+        cell = _best_cell(np.where(feasible, throughput, -np.inf))
+        if cell is not None:
+            b_index, p_index = cell
             result = Segment(
                 compute,
                 BATCHES[b_index],
@@ -252,16 +251,12 @@ class ModelProfile:
         chosen: set[Key] = set()
         sizes = sorted({c for c, _, _ in self.measured.rows})
         for compute in sizes:
-            b = np.array(BATCHES, dtype=float)[:, None]
-            p = np.arange(1, max_processes + 1, dtype=float)[None, :]
-            latency = self.latency.latency_s(compute, b, p) * 1e3
-            throughput = b * p / latency * 1e3
+            latency, throughput = self._model_grid(compute, max_processes)
             bounds = {lat for (c, _, _), (lat, _) in self.measured.rows.items() if c == compute}
             for bound in bounds:
-                scores = np.where(latency <= bound, throughput, -np.inf)
-                if np.isfinite(scores).any():
-                    p_index, b_index = np.unravel_index(int(np.argmax(scores.T)), scores.T.shape)
-                    chosen.add((compute, BATCHES[b_index], int(p_index) + 1))
+                cell = _best_cell(np.where(latency <= bound, throughput, -np.inf))
+                if cell is not None:
+                    chosen.add((compute, BATCHES[cell[0]], cell[1] + 1))
         errors = [
             self.throughput(*key) / self.measured.rows[key][1] - 1
             for key in chosen
@@ -271,16 +266,20 @@ class ModelProfile:
             return 0, float("nan"), float("nan")
         return len(errors), float(np.median(errors)), float(np.percentile(np.abs(errors), 90))
 
+    def _model_grid(self, compute: int, max_processes: int) -> tuple[np.ndarray, np.ndarray]:
+        """The fitted model's latency (ms) and total throughput per (batch in `BATCHES`, processes)."""
+        b = np.array(BATCHES, dtype=float)[:, None]
+        p = np.arange(1, max_processes + 1, dtype=float)[None, :]
+        latency_ms = np.array(self.latency.latency_s(compute, b, p) * 1e3, dtype=float)
+        return latency_ms, b * p / latency_ms * 1e3
+
     def _grid(self, compute: int, max_processes: int, exclude_flagged: bool) -> tuple[np.ndarray, ...]:
         """Latency, throughput, memory and whether measured, per (batch, processes): the model's
         figures overwritten by the measured rows; not-run (and excluded flagged) rows infeasible."""
         key = (compute, max_processes, exclude_flagged)
         grid = self._grids.get(key)
         if grid is None:
-            b = np.array(BATCHES, dtype=float)[:, None]
-            p = np.arange(1, max_processes + 1, dtype=float)[None, :]
-            latency_ms = np.array(self.latency.latency_s(compute, b, p) * 1e3, dtype=float)
-            throughput = b * p / latency_ms * 1e3
+            latency_ms, throughput = self._model_grid(compute, max_processes)
             measured = np.zeros(latency_ms.shape, dtype=bool)
             excluded = self.flags if exclude_flagged else {}
             for i, batch in enumerate(BATCHES):
@@ -291,6 +290,8 @@ class ModelProfile:
                     elif cell in self.measured.rows:
                         latency_ms[i, j], throughput[i, j] = self.measured.rows[cell]
                         measured[i, j] = True
+            b = np.array(BATCHES, dtype=float)[:, None]
+            p = np.arange(1, max_processes + 1, dtype=float)[None, :]
             grid = (latency_ms, throughput, p * self.footprint.memory_mb(b), measured)
             self._grids[key] = grid
         return grid
@@ -371,6 +372,15 @@ _CORE_KEYS = {
     "training",
     "measured",
 }
+
+
+def _best_cell(scores: np.ndarray) -> tuple[int, int] | None:
+    """(batch index, processes index) of the highest finite score, None when there is none. Ties go to
+    the fewest processes, then the smallest batch (processes-major order)."""
+    if not np.isfinite(scores).any():
+        return None
+    p_index, b_index = np.unravel_index(int(np.argmax(scores.T)), scores.T.shape)
+    return int(b_index), int(p_index)
 
 
 def _check_positive(**values: int | float) -> None:

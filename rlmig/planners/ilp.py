@@ -64,6 +64,21 @@ def maximal_layouts(gpu: GpuModel) -> list[Layout]:
     return gpu.layouts(maximal=True)
 
 
+def mix_of(layout: Layout) -> tuple[int, ...]:
+    """A layout's profile mix: how many instances of each of its GPU model's profiles it holds."""
+    counts = layout.counts()
+    return tuple(counts.get(p, 0) for p in layout.gpu.profiles)
+
+
+def layout_mixes(gpu: GpuModel) -> dict[tuple[int, ...], Layout]:
+    """The distinct profile mixes of the maximal layouts, each with the first layout that has it: what a
+    GPU can hold, when GPUs are counted by mix (the serve ILP, its LP bound, the hindsight bound)."""
+    mixes: dict[tuple[int, ...], Layout] = {}
+    for layout in maximal_layouts(gpu):
+        mixes.setdefault(mix_of(layout), layout)
+    return mixes
+
+
 # -- serve mode ---------------------------------------------------------------------------------
 
 
@@ -90,11 +105,7 @@ def plan_serve(
     budget = workload.gpu_count
     profiles = list(gpu.profiles)
     layouts = maximal_layouts(gpu)
-    mixes: dict[tuple[int, ...], Layout] = {}
-    for layout in layouts:
-        counts = layout.counts()
-        key = tuple(counts.get(p, 0) for p in profiles)
-        mixes.setdefault(key, layout)
+    mixes = layout_mixes(gpu)
     tenants = range(len(workload.tenants))
     cap = simulator.serve_rate
     pairs = [(j, t) for j in range(len(profiles)) for t in tenants if cap[t, j] > 0 and rates[t] > 0]
@@ -129,8 +140,7 @@ def plan_serve(
             if not (g.mig_enabled and g.used):
                 continue
             layout = _containing_layout(layouts, g.layout.instances)
-            counts = layout.counts()
-            mix_count[tuple(counts.get(p, 0) for p in profiles)] += 1
+            mix_count[mix_of(layout)] += 1
             for inst, owner in g.items():
                 if owner is None or owner.role != "inference" or inst not in layout.instances:
                     continue
