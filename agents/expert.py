@@ -27,10 +27,13 @@ class Expert:
     def __init__(self, env: MigReconfigEnv, planner: IlpPlanner | None = None) -> None:
         self.env = env
         self.planner = planner or IlpPlanner()
-        if self.planner.horizon > env.forecast_horizon:
+        # The myopic variant plans exactly as far as the forecast goes; the window-aware default plans
+        # past it, the forecast's last row repeated (as a forecaster's own long-range forecast does).
+        steps = self.planner.steps
+        if steps is not None and steps > env.forecast_horizon:
             raise ValueError(
-                f"the expert plans {self.planner.horizon} intervals ahead; the environment forecasts "
-                f"{env.forecast_horizon} (give it forecast_horizon={self.planner.horizon})"
+                f"the expert plans {steps} intervals ahead; the environment forecasts "
+                f"{env.forecast_horizon} (give it forecast_horizon={steps})"
             )
         self._cache: ExpertChoices | None = None
         self._episode: object = None

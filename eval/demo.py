@@ -26,7 +26,7 @@ from rlmig.eval.plots import goodput_plot
 from rlmig.planners import make_planner
 
 DEMO_SCENARIO = "azure-retrain"
-DEMO_PLANNERS = ("ilp", "parva", "greedy", "static-best", "as-is", "ekya")
+DEMO_PLANNERS = ("ilp-myopic", "parva", "greedy", "static-best", "as-is", "ekya")
 DEMO_TIME_LIMIT = 5.0
 DEMO_PLOT = "rlmig-demo.png"
 

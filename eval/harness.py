@@ -59,7 +59,7 @@ DEFAULT_PLANNERS = ("ilp", "ilp-foresight", "parva", "greedy", "static-best", "a
 """The planners `rlmig eval` compares by default (``rl`` joins them once it is registered)."""
 
 REFERENCE = "ilp"
-"""The planner every other is compared with (``ratio_to_ilp``): the myopic ILP oracle."""
+"""The planner every other is compared with (``ratio_to_ilp``): the ILP oracle (window-aware)."""
 
 
 # -- scenarios and planners ----------------------------------------------------------------------
@@ -327,7 +327,7 @@ LEGEND = (
     "SLO / arrivals; accuracy: mean accuracy of the requests served; GPUs: GPUs used (dynamic: mean per "
     "interval); GPU-s: GPU-seconds; reconfigs: instances created or given a new owner; p50/p99 ms: "
     "decision latency; optimal: decisions the planner proved optimal (ILP planners; fewer than all when "
-    "its solver hit the time limit); vs ilp: goodput / the myopic ILP's goodput; of bound: goodput / the "
+    "its solver hit the time limit); vs ilp: goodput / the ILP oracle's goodput; of bound: goodput / the "
     "hindsight bound (`rlmig bound`: no planner can exceed it, even knowing the future; the bound row)."
 )
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from rlmig.configuration import Configuration, GpuConfig, Owner
+from rlmig.errors import RlmigError
 from rlmig.planners import ClusterState, make_planner, run_planner
-from rlmig.planners.ilp import FixedChoices, IlpPlanner
+from rlmig.planners.ilp import FixedChoices, IlpPlanner, PlanStep, plan_steps, rate_scenarios
 from rlmig.simulator import Simulator
 from rlmig.workload import load_workload, parse_workload
 
@@ -84,7 +85,7 @@ def test_myopic_ilp_is_optimal_against_brute_force(k, progress, active, accuracy
         return float(sim.step(k, state.copy(), sim.encode(config), prev, rates)[0].goodput.sum())
 
     best = max(goodput(c) for c in every_configuration(sim))
-    decision = IlpPlanner(gap=0.0, time_limit=None).plan(state_at(sim, k, state, previous, rates))
+    decision = IlpPlanner(horizon=1, gap=0.0, time_limit=None).plan(state_at(sim, k, state, previous, rates))
     assert decision.optimal
     assert decision.objective == pytest.approx(best, rel=1e-6)
     assert goodput(decision.configuration) == pytest.approx(best, rel=1e-6)
@@ -94,9 +95,9 @@ def test_myopic_ilp_is_optimal_against_brute_force(k, progress, active, accuracy
     ("scenario", "at", "horizon"),
     [
         ("spike-shift.yaml", 0, 1),
-        ("spike-shift.yaml", 5, 3),
+        ("spike-shift.yaml", 5, 1),
         ("azure-retrain.yaml", 3, 1),
-        ("spike-shift.yaml", 19, 2),  # detect's window ends inside the horizon: both accuracy cases
+        ("spike-shift.yaml", 19, 1),
     ],
 )
 def test_objective_equals_the_simulated_goodput_of_the_plan(scenario, at, horizon):
@@ -107,7 +108,7 @@ def test_objective_equals_the_simulated_goodput_of_the_plan(scenario, at, horizo
     state, current = sim.initial_state(), None
     for k in range(at):
         cluster = ClusterState(workload, sim, k, current, state, rates[:k], rates[k : k + 1])
-        config = IlpPlanner().plan(cluster).configuration
+        config = IlpPlanner(horizon=1).plan(cluster).configuration
         encoded_previous = sim.encode(current) if current is not None else None
         _, state = sim.step(k, state, sim.encode(config), encoded_previous, rates[k])
         current = config
@@ -189,11 +190,11 @@ def test_expert_respects_fixed_choices():
     state = sim.initial_state()
     layout = sim.gpu.layout(["1g.6gb@0", "1g.6gb@1", "2g.12gb@2"])
     fixed = FixedChoices(layouts={0: layout}, owners={(0, sim.gpu.instance("2g.12gb@2")): Owner("a")})
-    decision = IlpPlanner().expert(state_at(sim, 0, state, None, sim.workload.rates[0]), fixed)
+    decision = IlpPlanner(time_limit=None).expert(state_at(sim, 0, state, None, sim.workload.rates[0]), fixed)
     config = decision.configuration.gpus[0]
     assert config.layout == layout
     assert dict(config.items())[sim.gpu.instance("2g.12gb@2")] == Owner("a")
-    free = IlpPlanner().plan(state_at(sim, 0, state, None, sim.workload.rates[0]))
+    free = IlpPlanner(time_limit=None).plan(state_at(sim, 0, state, None, sim.workload.rates[0]))
     assert free.objective >= decision.objective - 1e-6
 
 
@@ -205,7 +206,7 @@ def test_lookahead_retrains_across_intervals_when_one_is_not_enough():
     state = sim.initial_state()
     rate_4g = sim.train_rate[0, sim.profile_index[sim.gpu.profile("4g.24gb").id]]
     assert 60 * rate_4g < 40000 < 2 * 60 * rate_4g * 0.9
-    myopic = IlpPlanner(gap=0.0, time_limit=None).plan(state_at(sim, 0, state, None, rates[0]))
+    myopic = IlpPlanner(horizon=1, gap=0.0, time_limit=None).plan(state_at(sim, 0, state, None, rates[0]))
     # Nothing to gain within one interval: the myopic objective is the goodput of its plan's inference
     # alone (a retraining instance kept from its start plan earns it nothing).
     inference_only = Configuration(
@@ -227,18 +228,63 @@ def test_lookahead_retrains_across_intervals_when_one_is_not_enough():
     assert ahead.objective > myopic.objective + 2 * 60 * 150 * 0.8 - 1  # and gains from it
 
 
-def test_a_terminal_value_makes_the_myopic_ilp_start_a_long_job():
-    # The same job as above: more than one interval of work, so the myopic objective never starts it.
+def test_the_window_aware_ilp_starts_a_long_job_that_the_myopic_one_never_starts():
+    # The same job as above: more than one interval of work, so the one-interval objective never pays
+    # for it; the default plans to the end of the window (5 intervals) and does.
     workload = small_workload(samples=40000.0, rate_a=100.0, rate_b=50.0)
     sim = Simulator(workload)
     state = sim.initial_state()
     cluster = state_at(sim, 0, state, None, workload.rates[0])
-    myopic = IlpPlanner(gap=0.0, time_limit=None).plan(cluster)
-    valued = IlpPlanner(gap=0.0, time_limit=None, terminal=1.0).plan(cluster)
-    roles = [o.role for g in valued.configuration.gpus for o in g.owners if o]
-    assert "retraining" in roles  # progress now pays off after the horizon
-    # What it reports is still the simulator's goodput of its plan over the horizon, no more than the
-    # myopic optimum of that goodput.
-    outcome, _ = sim.step(0, state.copy(), sim.encode(valued.configuration), None, workload.rates[0])
-    assert valued.objective == pytest.approx(float(outcome.goodput.sum()), rel=1e-9)
-    assert valued.objective <= myopic.objective + 1e-6
+    myopic = IlpPlanner(horizon=1, gap=0.0, time_limit=None).plan(cluster)
+    window = IlpPlanner(gap=0.0, time_limit=None).plan(cluster)
+    assert window.optimal and len(window.horizon_plan) == 1
+    roles = [o.role for g in window.configuration.gpus for o in g.owners if o]
+    assert "retraining" in roles
+    # Its objective is the goodput of the whole window on the forecast; the first interval's goodput is
+    # at most the myopic optimum (the job costs capacity now).
+    outcome, _ = sim.step(0, state.copy(), sim.encode(window.configuration), None, workload.rates[0])
+    assert float(outcome.goodput.sum()) <= myopic.objective + 1e-6
+    assert window.objective > 4 * myopic.objective
+
+
+def test_plan_steps_reach_the_end_of_the_longest_window_with_each_window_start_on_a_step_edge():
+    workload = load_workload(SCENARIOS / "azure-retrain.yaml")  # windows of 10 and 15 intervals
+    sim = Simulator(workload)
+    rates = workload.rates
+
+    def steps(at, horizon=None):
+        cluster = ClusterState(workload, sim, at, None, sim.initial_state(), rates[:at], rates[at : at + 1])
+        return plan_steps(cluster, horizon)
+
+    first = steps(0)
+    assert first[0] == PlanStep(0, 1) and [s.length for s in first] == [1, 1, 1, 2, 2, 3, 1, 4]
+    assert sum(s.length for s in first) == 15  # the end of the code tenant's first window
+    # At interval 8 the chat window starts in 2 intervals (a step starts there), the code window in 7
+    # (the plan ends there).
+    middle = steps(8)
+    assert 2 in {s.offset for s in middle} and sum(s.length for s in middle) == 7
+    # The plan never passes a tenant's second window start, nor the run's end, nor max_span.
+    for at in range(workload.intervals):
+        plan = steps(at)
+        span = sum(s.length for s in plan)
+        assert span <= workload.intervals - at or span == 1
+        assert all(b.offset == a.offset + a.length for a, b in itertools.pairwise(plan))
+    assert [s.length for s in steps(5, horizon=3)] == [1, 1, 1]
+    assert sum(s.length for s in steps(58)) == 2
+
+
+def test_rate_scenarios_spread_with_the_observed_changes():
+    history = np.array([[100.0, 10.0], [100.0, 0.0], [100.0, 40.0], [100.0, 0.0], [100.0, 30.0]])
+    spread = rate_scenarios(history)
+    assert spread is not None and spread.shape == (2, 5)
+    assert np.all(spread[0] == 0.0)  # a steady tenant: no headroom is worth anything
+    assert spread[1, 0] < -20 and spread[1, -1] > 20  # a bursty one: both ways
+    assert rate_scenarios(history[:3]) is None
+
+
+def test_the_myopic_variant_is_named_apart():
+    assert make_planner("ilp").name == "ilp"
+    assert make_planner("ilp-myopic").name == "ilp-myopic"
+    assert make_planner("ilp", horizon=2).name == "ilp-myopic"
+    with pytest.raises(RlmigError, match="horizon must be at least 1"):
+        make_planner("ilp", horizon=0)

@@ -334,7 +334,10 @@ def test_agent_with_the_mig_parted_backend_writes_configs(tmp_path):
     config_file = tmp_path / "mig.yaml"
     node = MigPartedNode(workload.gpu, workload.gpu_count, path=config_file)
     agent = NodeAgent(
-        workload, make_planner("ilp", gap=0.0, time_limit=None), node, FileRates(rates, workload.tenant_names)
+        workload,
+        make_planner("ilp-myopic", gap=0.0, time_limit=None),
+        node,
+        FileRates(rates, workload.tenant_names),
     )
     first = agent.round()
     assert first.result == "applied" and config_file.exists()

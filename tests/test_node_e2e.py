@@ -102,7 +102,7 @@ def agent_logs(capsys: pytest.CaptureFixture[str], args: list[str]) -> list[dict
     return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
 
 
-@pytest.mark.parametrize("planner", ["ilp", "rl"])
+@pytest.mark.parametrize("planner", ["ilp-myopic", "rl"])
 def test_agent_reconfigures_on_the_shift_and_matches_the_simulator(tmp_path, capsys, planner):
     path = write_workload(tmp_path)
     args = ["--workload", str(path), "--backend", "fake", "--interval", "0", "--planner", planner]
@@ -132,7 +132,9 @@ def test_agent_reconfigures_on_the_shift_and_matches_the_simulator(tmp_path, cap
 
     # And the offline run of the same planner makes the same decisions, so the same goodput.
     offline_planner = (
-        RlPlanner(policy=tiny_policy()) if planner == "rl" else make_planner("ilp", gap=0.0, time_limit=None)
+        RlPlanner(policy=tiny_policy())
+        if planner == "rl"
+        else make_planner("ilp-myopic", gap=0.0, time_limit=None)
     )
     offline = run_planner(workload, offline_planner)
     assert offline.result.configurations == configs
@@ -141,7 +143,7 @@ def test_agent_reconfigures_on_the_shift_and_matches_the_simulator(tmp_path, cap
 
 def test_agent_api_records_what_the_cli_logs(tmp_path):
     workload = load_workload(write_workload(tmp_path))
-    agent, fake = fake_agent(workload, make_planner("ilp", gap=0.0, time_limit=None))
+    agent, fake = fake_agent(workload, make_planner("ilp-myopic", gap=0.0, time_limit=None))
     assert agent.run() == workload.intervals + 1  # the last round only accounts the last interval
     assert agent.records[-1].result == "final"
     assert [r.result for r in agent.records[:-1]].count("applied") >= 2
@@ -165,7 +167,7 @@ def test_once_runs_one_round(tmp_path, capsys):
 def test_metrics_count_the_run_and_are_served(tmp_path):
     workload = load_workload(write_workload(tmp_path))
     metrics = AgentMetrics()
-    agent, _ = fake_agent(workload, make_planner("ilp", gap=0.0, time_limit=None), metrics=metrics)
+    agent, _ = fake_agent(workload, make_planner("ilp-myopic", gap=0.0, time_limit=None), metrics=metrics)
     server = MetricsServer(metrics.registry, 0, "127.0.0.1").start()
     try:
         agent.run()
@@ -179,7 +181,7 @@ def test_metrics_count_the_run_and_are_served(tmp_path):
     families = parse_prometheus_text(text)
     value = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
     n = workload.intervals
-    assert value[("rlmig_agent_decisions_total", (("planner", "ilp"),))] == n
+    assert value[("rlmig_agent_decisions_total", (("planner", "ilp-myopic"),))] == n
     assert value[("rlmig_agent_decision_seconds_count", ())] == n
     assert families["rlmig_agent_decision_seconds"].type == "histogram"
     applied = value[("rlmig_agent_rounds_total", (("result", "applied"),))]
@@ -201,7 +203,7 @@ def test_exposition_parses_with_prometheus_client(tmp_path):
     parser = pytest.importorskip("prometheus_client.parser")
     workload = load_workload(write_workload(tmp_path, intervals=2))
     metrics = AgentMetrics()
-    agent, _ = fake_agent(workload, make_planner("ilp", gap=0.0, time_limit=None), metrics=metrics)
+    agent, _ = fake_agent(workload, make_planner("ilp-myopic", gap=0.0, time_limit=None), metrics=metrics)
     agent.run()
     metrics.errors.inc(kind='we"ird\\kind\n')
     names = {f.name: f.type for f in parser.text_string_to_metric_families(metrics.registry.render())}

@@ -25,6 +25,7 @@ PLANNERS: dict[str, Callable[..., Planner]] = {
     "rl": _rl,
     "static": StaticPlanner,
     "ilp": IlpPlanner,
+    "ilp-myopic": lambda horizon=1, **options: IlpPlanner(horizon=horizon, **options),
     "ilp-foresight": IlpForesightPlanner,
     **BASELINES,
 }

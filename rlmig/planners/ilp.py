@@ -7,33 +7,48 @@ included, so only mixes that really fit are counted) and an integer count of ins
 per tenant, each serving with the tenant's best SLO-feasible segment (MPS included). GPUs are
 interchangeable, so the aggregate is exact; load no configuration can carry is reported as unmet.
 
-Dynamic mode is MIGRator's problem (arXiv 2407.13126): choose, per GPU and interval of a horizon of H
-intervals, a maximal layout and an owner per instance so as to maximise goodput, where a changed
-instance pays the reconfiguration downtime and retraining completes as the simulator says. The model
-is exact with respect to `rlmig.simulator`:
+Dynamic mode is MIGRator's problem (arXiv 2407.13126): choose each GPU's layout and each instance's
+owner so as to maximise goodput, where a changed instance pays the reconfiguration downtime and a
+retraining job lifts its tenant's accuracy from the moment it completes to the end of its window. One
+decision plans over steps (`plan_steps`): the decided interval, then, by default (window-aware), steps
+of 1, 1, 2, 2, 4, ... intervals to the end of the longest current retraining window, so that a job
+that pays off only after several intervals is valued (the myopic variant, ``horizon=k``, plans k
+one-interval steps).
 
-- capacity counts an instance kept from the previous interval (same GPU, placement, tenant and role)
-  in full and a changed one for (1 - downtime/Δ) of the interval;
-- a retraining job runs on one instance per interval (see `rlmig.configuration`), so the time after
-  its completion inside the interval is e = (work so far - samples) / rate of that instance, a linear
-  constraint per instance profile under a big-M switch;
-- goodput = min(λ, C) × accuracy = min(λ × accuracy, C × accuracy), and the products of C with the
-  completion indicator and with e are linearised exactly (products of a binary and a bounded variable);
-- a window boundary inside the horizon sets the next window's accuracy to post-retraining minus drift
-  when the current job completed and to the current level minus drift otherwise: both cases are
-  constrained under a big-M switch on the completion binary. H is capped at the shortest window so that
-  at most one boundary falls inside the horizon.
+- The decided interval is modelled per GPU: a maximal layout each, a binary per owned instance in
+  place (kept: same GPU, placement, tenant and role, working the whole interval), and per (profile,
+  tenant, role) an integer count of changed instances (working 1 - downtime/Δ of it). Any free instance
+  of a profile serves any owner alike, so the counts are exact and the model has no GPU symmetry in
+  its owners; `DynamicModel.owner_of` places the counts on free instances.
+- Later steps are aggregated, as in the serve model: integer GPUs per profile mix, binary retraining
+  instances, continuous inference instances (a fluid approximation of packing that only values the
+  future: the decision is the first step's), unchanged up to as many as the step before had.
+- A retraining job runs on one instance per step; it completes when its work reaches its samples (a
+  binary per step), the seconds after completion e = (work - samples) / rate of its instance under a
+  big-M switch. Goodput = min(λ, C) × (level × L + gain × seconds after completion); the product of
+  min(λ, C) with those seconds is bounded above by McCormick's envelope, exact except in the step
+  where a job completes while capacity falls short of the load.
+- A window start inside the plan (at most one per tenant: the plan is cut short otherwise) sets the
+  next window's accuracy to post-retraining minus drift when the job completed and to the current
+  level minus drift otherwise, both cases under a big-M switch on the completion binary.
+- Forecast error: goodput is averaged over rate scenarios (the forecast plus quantiles of the recent
+  interval-to-interval changes, `rate_scenarios`), so headroom for a bursty tenant is worth what it is
+  expected to serve.
 
-The planner reports the optimum's goodput as its objective (tested equal to the simulator's goodput of
-the returned plan); tiny penalties on changed and owned instances break ties towards stability.
+The objective the planner reports is the solver's: expected goodput over the planned steps on the
+forecast (requests), not the simulated goodput of the run. Without rate scenarios and with one step it
+equals the simulator's goodput of the plan (tested against brute force) except when a job completes
+in the interval under a capacity shortfall (then it is an upper bound). Tiny penalties on changed and
+owned instances break ties towards stability.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pulp
@@ -46,6 +61,7 @@ from rlmig.planners.greedy import GreedyPlanner
 from rlmig.planners.mip import SolveResult, solve
 from rlmig.planners.parva import ParvaPlanner
 from rlmig.simulator import INFERENCE, RETRAINING, Simulator
+from rlmig.workload import Workload
 
 _ROLE_NAMES = {INFERENCE: "inference", RETRAINING: "retraining"}
 
@@ -207,410 +223,610 @@ class ExpertChoices:
     decision: Decision
 
 
-@dataclass
-class _Var:
-    """One owner binary: instance `inst` of GPU `g` in horizon step `h`, owned by tenant `t` in role `r`."""
+@dataclass(frozen=True)
+class PlanStep:
+    """One step of a plan: `length` intervals from `offset` intervals after the decided one."""
 
-    g: int
-    h: int
-    inst: Instance
-    j: int  # profile index
-    t: int
-    r: int
-    x: pulp.LpVariable
-    kept: (
-        pulp.LpVariable | float
-    )  # h = 0: x itself if the previous configuration had it, else 0; later a variable
+    offset: int
+    length: int
+
+
+def _next_boundaries(state: ClusterState) -> dict[int, int]:
+    """Per retraining tenant, the intervals from ``state.interval`` to its next window start after it."""
+    dyn = state.simulator.dynamics
+    phase = state.interval % np.maximum(dyn.window_intervals, 1)
+    return {t: int(dyn.window_intervals[t] - phase[t]) for t in np.flatnonzero(dyn.has_retraining).tolist()}
+
+
+def plan_steps(state: ClusterState, horizon: int | None, max_span: int = 30) -> list[PlanStep]:
+    """The steps the dynamic model plans over from ``state``.
+
+    `horizon` given (the myopic variant): that many one-interval steps. None (window-aware): the decided
+    interval alone, then steps of 1, 1, 2, 2, 4, 4, ... intervals up to the end of the longest current
+    retraining window, cut at every window start so that none falls inside a step. Either way the plan
+    spans at most `max_span` intervals, stops at the run's end, and holds at most one window start of
+    each tenant (so each tenant's accuracy after it has two cases only)."""
+    boundaries = _next_boundaries(state)
+    windows = state.simulator.dynamics.window_intervals
+    left = max(1, state.workload.intervals - state.interval)
+    cap = min([max_span, left, *(b + int(windows[t]) for t, b in boundaries.items())])
+    if horizon is not None:
+        return [PlanStep(h, 1) for h in range(max(1, min(horizon, cap)))]
+    span = max(1, min(cap, max(boundaries.values(), default=1)))
+    cuts = {0, 1, span} | {b for b in boundaries.values() if b < span}
+    edge, length, repeat = 1, 1, 0
+    while edge < span:  # steps of 1, 1, 2, 2, 4, 4, ... intervals
+        cuts.add(edge)
+        edge += length
+        repeat += 1
+        if repeat == 2:
+            length, repeat = 2 * length, 0
+    edges = sorted(c for c in cuts if c <= span)
+    return [PlanStep(a, b - a) for a, b in itertools.pairwise(edges)]
+
+
+_Key = tuple[int, int, int]  # (profile index, tenant, role)
 
 
 class DynamicModel:
-    """The dynamic-mode MILP for one decision (see the module docstring)."""
+    """The dynamic-mode MILP for one decision over `steps` (see the module docstring)."""
 
     def __init__(
-        self, state: ClusterState, horizon: int, fixed: FixedChoices | None = None, terminal: float = 0.0
+        self,
+        state: ClusterState,
+        steps: Sequence[PlanStep],
+        fixed: FixedChoices | None = None,
+        spread: np.ndarray | None = None,
+        hint: Configuration | None = None,
     ) -> None:
-        self.terminal = terminal  # weight of the value of retraining progress past the horizon
-        self.terminal_terms: list[pulp.LpAffineExpression] = []
         self.state = state
         self.sim = state.simulator
         self.workload = state.workload
         self.gpu = self.workload.gpu
-        self.horizon = horizon
+        self.steps = list(steps)
         self.fixed = fixed or FixedChoices()
-        self.rates = pad_forecast(np.asarray(state.forecast[:horizon], dtype=float), horizon)
         self.dyn = self.sim.dynamics  # downtime, windows: the simulator's terms (rlmig.dynamics)
         self.dt = self.dyn.interval_s
+        span = self.steps[-1].offset + self.steps[-1].length
+        future = pad_forecast(np.asarray(state.forecast, dtype=float), span)
+        self.rates = np.array([future[s.offset : s.offset + s.length].mean(axis=0) for s in self.steps])
+        self.seconds = [s.length * self.dt for s in self.steps]
+        n_tenants = len(self.workload.tenants)
+        self.spread = np.zeros((n_tenants, 1)) if spread is None else np.asarray(spread, dtype=float)
         self.problem = pulp.LpProblem("dynamic", pulp.LpMaximize)
-        self.vars: list[_Var] = []
-        self.layout_vars: dict[tuple[int, int], dict[Layout, pulp.LpVariable]] = {}
-        self.goodput: dict[tuple[int, int], pulp.LpVariable] = {}
-        self.by_slot: dict[tuple[int, int, Instance], list[_Var]] = {}
-        self.done_vars: list[pulp.LpVariable] = []  # retraining completion binaries
         self._names = itertools.count()
+        self.profiles = range(len(self.gpu.profiles))
+        self.layout_vars: dict[int, dict[Layout, pulp.LpVariable]] = {}
+        self.keep: dict[tuple[int, Instance], tuple[_Key, pulp.LpVariable]] = {}  # current owners kept
+        self.new: list[dict[_Key, pulp.LpVariable]] = []  # per step: changed instances (step 0) or all
+        self.kept: list[dict[_Key, pulp.LpVariable]] = [{}]  # per step >= 1: instances unchanged since
+        self.mix_vars: list[list[pulp.LpVariable]] = [[]]  # per step >= 1: GPUs per profile mix
+        self.reserved: dict[_Key, int] = {}  # fixed owners on instances that change
+        self.goodput: dict[tuple[int, int], pulp.LpVariable] = {}
+        self.binaries: list[pulp.LpVariable] = []  # retraining completion binaries
+        # The start's configuration (by default the one in place): its layouts stay choices, and the
+        # owners of changed instances follow its placement.
+        self.hint: Configuration | None = hint if hint is not None else state.current
         self._build()
 
     def _var(self, low: float, high: float | None, cat: str = "Continuous") -> pulp.LpVariable:
         return self.problem.add_variable(f"v{next(self._names)}", low, high, cat=cat)
 
-    def _previous_keys(self) -> set[int]:
-        """The identities of the current configuration's owned instances (`rlmig.dynamics`: an instance
-        is unchanged when its identity was in the previous interval)."""
-        current = self.state.current
-        if current is None:
-            return set()
-        encoded = self.sim.encode(current)
-        return set(encoded.key[encoded.tenant >= 0].tolist())
+    def _running(self, t: int) -> list[bool]:
+        """Per step, whether tenant t has a retraining job to run (its current one, or a fresh one
+        after a window start)."""
+        running = bool(self.state.tenants.active[t])
+        flags = []
+        for step in self.steps:
+            running = running or bool(self.dyn.window_starts(self.state.interval + step.offset)[t])
+            flags.append(running)
+        return flags
+
+    def _keys(self, k: int) -> list[_Key]:
+        """The (profile, tenant, role) triples that can own an instance in step k: inference where the
+        tenant has a segment, retraining where its job runs (or, in step 0, where it has an instance)."""
+        sim = self.sim
+        keys = []
+        placed = self.state.current.placed() if self.state.current is not None and k == 0 else ()
+        held = {sim.tenant_index[p.owner.tenant] for p in placed if p.owner and p.owner.role == "retraining"}
+        for t in range(len(self.workload.tenants)):
+            # a retraining instance in place can be kept even when its job has nothing left to do
+            running = self.running[t][k] or t in held
+            for j in self.profiles:
+                if sim.serve_rate[t, j] > 0:
+                    keys.append((j, t, INFERENCE))
+                if running and sim.train_rate[t, j] > 0:
+                    keys.append((j, t, RETRAINING))
+        return keys
 
     def _build(self) -> None:
-        sim, gpu, H = self.sim, self.gpu, self.horizon
-        n_gpus, tenants = self.workload.gpu_count, range(len(self.workload.tenants))
+        sim, gpu = self.sim, self.gpu
+        n_gpus, n_tenants = self.workload.gpu_count, len(self.workload.tenants)
         layouts = maximal_layouts(gpu)
-        candidates = gpu.candidates(gpu.base_profiles())
-        previous = self._previous_keys()
+        mixes = list(layout_mixes(gpu))
+        most = [max(m[j] for m in mixes) * n_gpus for j in self.profiles]
+        self.running = [self._running(t) for t in range(n_tenants)]
+        first = self.state.current is None  # the run's first configuration is in place from the start
 
-        # Layouts and owners.
-        by_slot = self.by_slot
+        # Step 0, per GPU: a layout; an owned instance of the configuration in place is kept (same
+        # owner, same place) or not; changed instances are counted per (profile, tenant, role): any
+        # free instance of a profile serves any owner alike, so the counts are exact.
+        slots = [pulp.LpAffineExpression() for _ in self.profiles]  # instances of each profile
         for g in range(n_gpus):
-            for h in range(H):
-                choices = layouts
-                if h == 0 and g in self.fixed.layouts:
-                    choices = [self.fixed.layouts[g]]
-                y = {lay: self._var(0, 1, "Binary") for lay in choices}
-                self.layout_vars[g, h] = y
-                self.problem += pulp.lpSum(y.values()) == 1
-                for inst in candidates:
-                    j = sim.profile_index[inst.profile.id]
-                    hosting = [y[lay] for lay in choices if inst in lay.instances]
-                    if not hosting:
-                        continue
-                    owned: list[_Var] = []
-                    for t in tenants:
-                        for r in (INFERENCE, RETRAINING):
-                            useful = sim.serve_rate[t, j] > 0 if r == INFERENCE else sim.train_rate[t, j] > 0
-                            if not useful:
-                                continue
-                            x = self._var(0, 1, "Binary")
-                            kept: pulp.LpVariable | float
-                            if h == 0:  # unchanged iff the same owner had it in the previous configuration;
-                                # the run's first configuration is in place from the start (no downtime)
-                                key = sim.instance_key(g, inst.start, j, t, r)
-                                kept = x if self.state.current is None or key in previous else 0.0
-                            else:
-                                kept = self._var(0, 1)
-                            var = _Var(g, h, inst, j, t, r, x, kept)
-                            owned.append(var)
-                            self.vars.append(var)
-                    if owned:
-                        self.problem += pulp.lpSum(v.x for v in owned) <= pulp.lpSum(hosting)
-                    by_slot[g, h, inst] = owned
-                    if h == 0 and (g, inst) in self.fixed.owners:
-                        self._fix_owner(owned, self.fixed.owners[g, inst])
-        for var in self.vars:
-            if var.h > 0:
-                before = next(
-                    (
-                        v
-                        for v in by_slot.get((var.g, var.h - 1, var.inst), [])
-                        if (v.t, v.r) == (var.t, var.r)
-                    ),
-                    None,
+            choices = [self.fixed.layouts[g]] if g in self.fixed.layouts else self._distinct(g, layouts)
+            y = {lay: self._var(0, 1, "Binary") for lay in choices}
+            self.layout_vars[g] = y
+            self.problem += pulp.lpSum(y.values()) == 1
+            for lay, var in y.items():
+                for inst in lay.instances:
+                    slots[sim.profile_index[inst.profile.id]] += var
+        keys0 = set(self._keys(0))
+        if self.state.current is not None:
+            for placed in self.state.current.placed():
+                if placed.owner is None:
+                    continue
+                g, inst = placed.gpu, placed.instance
+                key = (
+                    sim.profile_index[inst.profile.id],
+                    sim.tenant_index[placed.owner.tenant],
+                    _role(placed.owner),
                 )
-                self.problem += var.kept <= var.x
-                if before is None:
-                    self.problem += var.kept <= 0
-                else:
-                    self.problem += var.kept <= before.x
-        self.by_tenant: dict[tuple[int, int, int], list[_Var]] = {}
-        for var in self.vars:
-            self.by_tenant.setdefault((var.t, var.h, var.r), []).append(var)
-        for t in tenants:
-            for h in range(H):
-                retraining = self.by_tenant.get((t, h, RETRAINING), [])
-                if retraining:
-                    self.problem += pulp.lpSum(v.x for v in retraining) <= 1
+                hosting = [v for lay, v in self.layout_vars[g].items() if inst in lay.instances]
+                if key not in keys0 or not hosting:
+                    continue
+                if self.fixed.owners.get((g, inst), placed.owner) != placed.owner:
+                    continue
+                var = self._var(0, 1, "Binary")
+                self.problem += var <= pulp.lpSum(hosting)
+                if (g, inst) in self.fixed.owners:
+                    self.problem += var == 1
+                self.keep[g, inst] = (key, var)
+        idle = [0] * len(self.profiles)
+        for (g, inst), owner in self.fixed.owners.items():
+            hosting = [v for lay, v in self.layout_vars[g].items() if inst in lay.instances]
+            if not hosting:
+                raise RlmigError(f"fixed owner of {inst} on GPU {g}: no layout allowed there holds it")
+            self.problem += pulp.lpSum(hosting) == 1
+            if (g, inst) in self.keep:
+                continue
+            j = sim.profile_index[inst.profile.id]
+            if owner is None:
+                idle[j] += 1
+                continue
+            key = (j, sim.tenant_index[owner.tenant], _role(owner))
+            if key not in keys0:
+                raise RlmigError(
+                    f"fixed owner {owner} cannot use this instance (no segment or no retraining)"
+                )
+            self.reserved[key] = self.reserved.get(key, 0) + 1
+        new0 = {
+            key: self._var(self.reserved.get(key, 0), 1 if key[2] == RETRAINING else most[key[0]], "Integer")
+            for key in sorted(keys0)
+        }
+        self.new.append(new0)
+        for j in self.profiles:
+            used = [v for key, v in new0.items() if key[0] == j]
+            used += [v for (key, v) in self.keep.values() if key[0] == j]
+            if used:
+                self.problem += pulp.lpSum(used) <= slots[j] - idle[j]
+        owned0: dict[_Key, pulp.LpAffineExpression] = {
+            key: pulp.LpAffineExpression(v) for key, v in new0.items()
+        }
+        for key, var in self.keep.values():
+            owned0.setdefault(key, pulp.LpAffineExpression())
+            owned0[key] += var
+        self.owned: list[dict[_Key, pulp.LpAffineExpression]] = [owned0]
 
-        for t in tenants:
-            self._tenant_goodput(t)
+        # Steps 1 ..: GPUs counted per profile mix, instances per (profile, tenant, role); an instance
+        # is unchanged up to as many as the previous step had of its kind.
+        for k in range(1, len(self.steps)):
+            n = [self._var(0, n_gpus) for _ in mixes]
+            self.mix_vars.append(n)
+            self.problem += pulp.lpSum(n) <= n_gpus
+            z = {
+                key: self._var(0, 1, "Binary") if key[2] == RETRAINING else self._var(0, most[key[0]])
+                for key in self._keys(k)
+            }
+            kept = {}
+            for key, var in z.items():
+                before = self.owned[k - 1].get(key)
+                if before is None:
+                    continue
+                kept[key] = self._var(0, None)
+                self.problem += kept[key] <= var
+                self.problem += kept[key] <= before
+            for j in self.profiles:
+                used = [v for key, v in z.items() if key[0] == j]
+                if used:
+                    self.problem += pulp.lpSum(used) <= pulp.lpSum(
+                        m[j] * v for m, v in zip(mixes, n, strict=True)
+                    )
+            self.new.append(z)
+            self.kept.append(kept)
+            self.owned.append({key: pulp.LpAffineExpression(v) for key, v in z.items()})
+
+        for t in range(n_tenants):
+            for k in range(len(self.steps)):
+                jobs = [v for key, v in self.owned[k].items() if key[1] == t and key[2] == RETRAINING]
+                if len(jobs) > 1:
+                    self.problem += pulp.lpSum(jobs) <= 1  # one retraining instance per job
+            self._tenant_goodput(t, first)
 
         # Objective: goodput, then fewer changes and fewer owned instances (tie-breaking).
-        arrivals = max(float(self.rates.sum()) * self.dt, 1.0)
-        changes = pulp.lpSum(v.x - v.kept for v in self.vars)
-        owned_count = pulp.lpSum(v.x for v in self.vars)
+        arrivals = max(float((self.rates.sum(axis=1) * np.array(self.seconds)).sum()), 1.0)
+        changes = pulp.lpSum(new0.values()) + pulp.lpSum(
+            self.new[k][key] - v for k in range(1, len(self.steps)) for key, v in self.kept[k].items()
+        )
+        owned_count = pulp.lpSum(e for owned in self.owned for e in owned.values())
         self.goodput_expr = pulp.lpSum(self.goodput.values())
-        self.terminal_expr = pulp.lpSum(self.terminal_terms)
-        self.problem += (
-            self.goodput_expr + self.terminal_expr - 1e-6 * arrivals * changes - 1e-8 * arrivals * owned_count
-        )
+        self.problem += self.goodput_expr - 1e-6 * arrivals * changes - 1e-8 * arrivals * owned_count
 
-    def _fix_owner(self, owned: list[_Var], owner: Owner | None) -> None:
-        for var in owned:
-            wanted = (
-                owner is not None
-                and self.workload.tenants[var.t].name == owner.tenant
-                and _ROLE_NAMES[var.r] == owner.role
-            )
-            self.problem += var.x == (1 if wanted else 0)
-        if owner is not None and not any(
-            self.workload.tenants[v.t].name == owner.tenant and _ROLE_NAMES[v.r] == owner.role for v in owned
-        ):
-            raise RlmigError(f"fixed owner {owner} cannot use this instance (no segment or no retraining)")
+    # -- per-tenant terms -------------------------------------------------------------------------
 
-    @staticmethod
-    def _pieces(v: _Var, changed: float, kept: float) -> list[tuple[float, pulp.LpVariable]]:
-        """An instance's contribution as (weight, binary) pairs: `kept` when it is unchanged since the
-        previous interval and `changed` otherwise (x - kept changed, kept unchanged)."""
-        if v.kept is v.x:
-            return [(kept, v.x)]
-        if isinstance(v.kept, float):
-            return [(changed, v.x)]
-        return [(changed, v.x), (kept - changed, v.kept)]
+    def _distinct(self, g: int, layouts: list[Layout]) -> list[Layout]:
+        """The layouts GPU g may take, one per profile mix and set of instances it keeps of those in
+        place (or fixed), that set maximal: the others do no better in any respect the model counts."""
+        relevant = {inst for (gg, inst) in self.fixed.owners if gg == g}
+        for config in (self.state.current, self.hint):
+            if config is not None:
+                relevant |= {i for i, owner in config.gpus[g].items() if owner is not None}
+        first: dict[tuple[tuple[int, ...], frozenset[Instance]], Layout] = {}
+        for lay in layouts:
+            first.setdefault((mix_of(lay), frozenset(relevant.intersection(lay.instances))), lay)
+        return [
+            lay
+            for (mix, held), lay in first.items()
+            if not any(other_mix == mix and held < other for other_mix, other in first)
+        ]
 
-    def _capacity(self, t: int, h: int) -> pulp.LpAffineExpression:
-        """C[t, h]: req/s of t's inference instances in step h, a changed one for 1 - downtime/Δ."""
-        return pulp.lpSum(
-            self.sim.serve_rate[t, v.j] * w * ind
-            for v in self.by_tenant.get((t, h, INFERENCE), [])
-            for w, ind in self._pieces(v, self.dyn.changed_uptime, 1.0)
-        )
+    def _uptime(self, k: int, first: bool) -> float:
+        """The share of step k a changed instance works (the downtime is paid once per step)."""
+        if k == 0 and first:
+            return 1.0
+        return 1.0 - self.dyn.downtime_s / self.seconds[k]
 
-    def _capacity_times(
-        self, t: int, h: int, other: pulp.LpVariable | float, bound: float
-    ) -> pulp.LpAffineExpression | float:
-        """C[t, h] × `other` (a variable in [0, bound], or a constant), linearised exactly: each binary
-        of C times `other` is a variable under both (maximisation pushes it to their product)."""
-        if not isinstance(other, pulp.LpVariable):
-            return other * self._capacity(t, h) if other else 0.0
-        terms = []
-        for v in self.by_tenant.get((t, h, INFERENCE), []):
-            for weight, indicator in self._pieces(v, self.dyn.changed_uptime, 1.0):
-                product = self._var(0, bound)
-                self.problem += product <= bound * indicator
-                self.problem += product <= other
-                terms.append(self.sim.serve_rate[t, v.j] * weight * product)
-        return pulp.lpSum(terms)
+    def _per_profile(self, k: int, t: int, r: int, first: bool) -> dict[int, pulp.LpAffineExpression]:
+        """Per profile j, tenant t's instances in role r during step k, a changed one counted for the
+        share of the step it works."""
+        up = self._uptime(k, first)
+        out: dict[int, pulp.LpAffineExpression] = {}
+        if k == 0:
+            for (j, tt, rr), var in self.keep.values():
+                if (tt, rr) == (t, r):
+                    out.setdefault(j, pulp.LpAffineExpression())
+                    out[j] += var
+            for (j, tt, rr), var in self.new[0].items():
+                if (tt, rr) == (t, r):
+                    out.setdefault(j, pulp.LpAffineExpression())
+                    out[j] += up * var
+            return out
+        for (j, tt, rr), var in self.new[k].items():
+            if (tt, rr) == (t, r):
+                kept = self.kept[k].get((j, tt, rr))
+                out[j] = up * var + ((1 - up) * kept if kept is not None else 0)
+        return out
 
-    def _tenant_goodput(self, t: int) -> None:
-        H, dt, dyn = self.horizon, self.dt, self.dyn
-        rates = self.rates[:, t]
-        sim, state = self.sim, self.state
-        capacity = [self._capacity(t, h) for h in range(H)]
-        goodput = [self._var(0, None) for _ in range(H)]
-        for h in range(H):
-            self.goodput[t, h] = goodput[h]
+    def _tenant_goodput(self, t: int, first: bool) -> None:
+        sim, state, dyn = self.sim, self.state, self.dyn
+        K = len(self.steps)
+        goodput = [self._var(0, None) for _ in range(K)]
+        for k in range(K):
+            self.goodput[t, k] = goodput[k]
+        capacity = [
+            pulp.lpSum(sim.serve_rate[t, j] * e for j, e in self._per_profile(k, t, INFERENCE, first).items())
+            for k in range(K)
+        ]
         if not sim.has_retraining[t]:
-            for h in range(H):
-                self.problem += goodput[h] <= dt * float(rates[h])
-                self.problem += goodput[h] <= dt * capacity[h]
+            for k in range(K):
+                served = []
+                for offset in self.spread[t]:
+                    part = self._var(0, self.seconds[k] * max(float(self.rates[k, t]) + float(offset), 0.0))
+                    self.problem += part <= self.seconds[k] * capacity[k]
+                    served.append(part)
+                self.problem += goodput[k] <= pulp.lpSum(served) * (1.0 / len(served))
             return
 
         a1, drift, samples = float(sim.accuracy_after[t]), float(sim.drift[t]), float(sim.samples[t])
-        boundaries = {h for h in range(H) if dyn.window_starts(state.interval + h)[t]}
-        starts = sorted({0} | boundaries)
-        segments = [range(a, b) for a, b in zip(starts, [*starts[1:], H], strict=True)]
-
-        # The first segment continues the current window (or starts a fresh one at h = 0).
-        fresh = 0 in boundaries
+        starts = [dyn.window_starts(state.interval + s.offset)[t] for s in self.steps]
+        fresh = bool(starts[0])
         accuracy = float(state.tenants.accuracy[t])
-        level_cases: list[tuple[float, pulp.LpAffineExpression | None]] = [
+        level_cases: list[tuple[float, pulp.LpVariable | pulp.LpAffineExpression | None]] = [
             (max(accuracy - drift, 0.0) if fresh else accuracy, None)
         ]
         remaining = samples if fresh else samples - float(state.tenants.progress[t])
         running = fresh or bool(state.tenants.active[t])
-        done_end: pulp.LpVariable | float = 0.0  # the job's state at the end of the previous segment
-        for s, segment in enumerate(segments):
-            if s > 0:
-                # A window boundary inside the horizon (at most one: H <= the shortest window).
+        done_prev: pulp.LpVariable | float = 0.0 if running else 1.0
+        gain_free = not running  # the current job completed before: the level is already the post one
+        work = pulp.LpAffineExpression()
+        for k in range(K):
+            seconds, lam = self.seconds[k], float(self.rates[k, t])
+            if k > 0 and starts[k]:
+                # A window start (at most one inside the plan): the model drifts from the level the
+                # previous job left (post-retraining if it completed) and a fresh job starts.
                 level = level_cases[0][0]
-                if isinstance(done_end, pulp.LpVariable):
-                    level_cases = [(max(a1 - drift, 0.0), done_end), (max(level - drift, 0.0), 1 - done_end)]
+                if isinstance(done_prev, pulp.LpVariable):
+                    level_cases = [
+                        (max(a1 - drift, 0.0), done_prev),
+                        (max(level - drift, 0.0), 1 - done_prev),
+                    ]
                 else:
-                    level_cases = [(max((a1 if done_end else level) - drift, 0.0), None)]
-                remaining, running = samples, True
-            done_prev: pulp.LpVariable | float = 0.0
-            work = pulp.LpAffineExpression()
-            for h in segment:
-                retraining = self.by_tenant.get((t, h, RETRAINING), []) if running else []
-                e: pulp.LpVariable | float = 0.0
-                done: pulp.LpVariable | float = done_prev
-                if retraining:
-                    for v in retraining:
-                        pieces = self._pieces(v, dyn.train_seconds(True), dyn.train_seconds(False))
-                        work += pulp.lpSum(sim.train_rate[t, v.j] * w * ind for w, ind in pieces)
-                    done = self._var(0, 1, "Binary")
-                    self.done_vars.append(done)
-                    self.problem += done >= done_prev
-                    self.problem += remaining * done <= work
-                    e = self._var(0, dt)
-                    self.problem += e <= dt * (done - done_prev)
-                    self.problem += e <= dt * pulp.lpSum(v.x for v in retraining)
-                    # e = (work - samples) / rate of the job's instance, binding only in the interval
-                    # where the job completes (elsewhere e = 0 and the work may fall short).
-                    completes = done - done_prev
-                    for j in {v.j for v in retraining}:
-                        rate = float(sim.train_rate[t, j])
-                        on_j = pulp.lpSum(v.x for v in retraining if v.j == j)
-                        slack = (rate * dt + remaining) * (1 - on_j) + remaining * (1 - completes)
-                        self.problem += rate * e <= work - remaining + slack
-                lam = float(rates[h])
-                c_done = self._capacity_times(t, h, done_prev, 1.0)
-                c_e = self._capacity_times(t, h, e, dt)
-                for level, condition in level_cases:
-                    slack = 0.0 if condition is None else dt * lam * a1 * (1 - condition)
-                    gain = a1 - level
-                    self.problem += (
-                        goodput[h] <= dt * lam * (level + gain * done_prev) + lam * gain * e + slack
-                    )
-                    self.problem += (
-                        goodput[h] <= dt * (level * capacity[h] + gain * c_done) + gain * c_e + slack
-                    )
+                    level_cases = [(max((a1 if done_prev else level) - drift, 0.0), None)]
+                remaining, done_prev, gain_free, work = samples, 0.0, False, pulp.LpAffineExpression()
+            jobs = self._per_profile(k, t, RETRAINING, first) if not gain_free else {}
+            post: pulp.LpAffineExpression | float = seconds * done_prev  # seconds after completion
+            if jobs:
+                on = {j: self._on(k, t, j) for j in jobs}
+                work += self._work(k, t, first)
+                done = self._var(0, 1, "Binary")
+                self.binaries.append(done)
+                self.problem += done >= done_prev
+                self.problem += remaining * done <= work
+                e = self._var(0, seconds)
+                self.problem += e <= seconds * (done - done_prev)
+                self.problem += e <= seconds * pulp.lpSum(on.values())
+                # e = (work - samples) / rate of the job's instance: the seconds of the step after the job
+                # completes, binding only in the step where it completes.
+                completes = done - done_prev
+                for j, on_j in on.items():
+                    rate = float(sim.train_rate[t, j])
+                    slack = (rate * seconds + remaining) * (1 - on_j) + remaining * (1 - completes)
+                    self.problem += rate * e <= work - remaining + slack
+                post = seconds * done_prev + e
                 done_prev = done
-            # The job's state at the segment's end: done (1), not done (0) or a binary of the model.
-            done_end = done_prev if running else 1.0
-        if self.terminal > 0 and running and isinstance(done_end, pulp.LpVariable):
-            # Progress that pays off after the horizon: a job still running at the horizon's end will
-            # lift the accuracy for the rest of its window; its work so far is valued pro rata.
-            rest_s = float(dyn.seconds_left(state.interval + H)[t])
-            if not dyn.window_starts(state.interval + H)[t] and rest_s > 0 and remaining > 0:
-                level = level_cases[0][0]
-                per_sample = self.terminal * (a1 - level) * float(rates[-1]) * rest_s / remaining
-                credited = self._var(0, remaining)
-                self.problem += credited <= work
-                self.problem += credited <= remaining * (1 - done_end)
-                self.terminal_terms.append(per_sample * credited)
+            # min(rate, capacity) x accuracy, averaged over the rate scenarios (forecast errors)
+            cases = []
+            for offset in self.spread[t]:
+                rate = max(lam + float(offset), 0.0)
+                served = self._var(0, rate)  # min(rate, capacity) within the step
+                self.problem += served <= capacity[k]
+                after = self._var(0, None)  # served x seconds after completion, over-estimated within
+                self.problem += after <= rate * post  # the step of completion only (McCormick)
+                self.problem += after <= seconds * served
+                cases.append((rate, served, after))
+            weight = 1.0 / len(cases)
+            for level, condition in level_cases:
+                gain = 0.0 if gain_free else a1 - level
+                slack = (
+                    0.0
+                    if condition is None
+                    else seconds * (lam + max(self.spread[t].max(), 0.0)) * a1 * (1 - condition)
+                )
+                self.problem += (
+                    goodput[k]
+                    <= pulp.lpSum(
+                        weight * (seconds * level * served + gain * after) for _, served, after in cases
+                    )
+                    + slack
+                )
+
+    def _on(self, k: int, t: int, j: int) -> pulp.LpAffineExpression:
+        """Whether tenant t's job runs on an instance of profile j in step k (0/1)."""
+        if k == 0:
+            terms = [v for (key, v) in self.keep.values() if key == (j, t, RETRAINING)]
+            var = self.new[0].get((j, t, RETRAINING))
+            return pulp.lpSum([*terms, *([var] if var is not None else [])])
+        return pulp.LpAffineExpression(self.new[k][j, t, RETRAINING])
+
+    def _work(self, k: int, t: int, first: bool) -> pulp.LpAffineExpression:
+        """Samples tenant t's job gains in step k: the step's seconds on its instance, less the
+        downtime when the instance changed."""
+        sim, seconds = self.sim, self.seconds[k]
+        lost = 0.0 if k == 0 and first else self.dyn.downtime_s
+        terms = []
+        if k == 0:
+            for (j, tt, rr), var in self.keep.values():
+                if (tt, rr) == (t, RETRAINING):
+                    terms.append(float(sim.train_rate[t, j]) * seconds * var)
+            for (j, tt, rr), var in self.new[0].items():
+                if (tt, rr) == (t, RETRAINING):
+                    terms.append(float(sim.train_rate[t, j]) * (seconds - lost) * var)
+            return pulp.lpSum(terms)
+        for (j, tt, rr), var in self.new[k].items():
+            if (tt, rr) == (t, RETRAINING):
+                kept = self.kept[k].get((j, tt, rr))
+                rate = float(sim.train_rate[t, j])
+                terms.append(rate * (seconds - lost) * var + (rate * lost * kept if kept is not None else 0))
+        return pulp.lpSum(terms)
 
     # -- the starting solution ------------------------------------------------------------------
 
-    def start(self, current: Configuration | None) -> dict[pulp.LpVariable, float]:
-        """A feasible solution to start the solver from: `current` (the configuration in place, or a
-        heuristic's) within the fixed choices in every step, no retraining job counted as complete.
-        Every integer variable is given; the solver completes the continuous ones.
+    def start(self, config: Configuration | None) -> dict[pulp.LpVariable, float]:
+        """A feasible solution to start the solver from: `config` (the configuration in place, or a
+        heuristic's) within the fixed choices, held over every step, no retraining job counted as
+        complete. Every integer variable is given; the solver completes the continuous ones.
 
-        Per GPU the layout is the fixed one, else the maximal layout holding the most of the current
-        instances (a MIG-disabled or empty GPU: any, all idle). An instance keeps its fixed owner,
-        else its current owner where that owner has a variable there (a segment, or retraining), at
-        most one retraining instance per tenant."""
+        Per GPU the layout is the fixed one, else the maximal layout holding the most of `config`'s
+        instances. An instance keeps its fixed owner, else its owner in `config` where that owner has
+        a use there, at most one retraining instance per tenant."""
+        sim = self.sim
+        self.hint = config
         layouts = maximal_layouts(self.gpu)
-        owners: dict[tuple[int, Instance], tuple[int, int]] = {}
+        values: dict[pulp.LpVariable, float] = {}
         chosen: dict[int, Layout] = {}
-        for g in range(self.workload.gpu_count):
-            gpu_config = current.gpus[g] if current is not None else None
-            existing = gpu_config.layout.instances if gpu_config is not None else ()
-            chosen[g] = self.fixed.layouts.get(g) or _containing_layout(layouts, existing)
-        retraining: set[int] = set()
-        for (g, inst), owner in self.fixed.owners.items():
-            if owner is not None:
-                key = (self.sim.tenant_index[owner.tenant], _role(owner))
-                owners[g, inst] = key
-                if key[1] == RETRAINING:
-                    retraining.add(key[0])
-        if current is not None:
-            for placed in current.placed():
+        for g, y in self.layout_vars.items():
+            existing = config.gpus[g].layout.instances if config is not None else ()
+            chosen[g] = self.fixed.layouts.get(g) or _containing_layout(list(y), existing)
+            for lay, var in y.items():
+                values[var] = 1.0 if lay == chosen[g] else 0.0
+        counts = dict.fromkeys(self.new[0], 0)
+        counts.update(self.reserved)
+        retraining = {key[1] for key, c in self.reserved.items() if c and key[2] == RETRAINING}
+        for (g, inst), (key, var) in self.keep.items():
+            values[var] = 1.0 if (g, inst) in self.fixed.owners else 0.0
+            if (g, inst) in self.fixed.owners and key[2] == RETRAINING:
+                retraining.add(key[1])
+        if config is not None:
+            for placed in config.placed():
                 g, inst, owner = placed.gpu, placed.instance, placed.owner
                 if owner is None or (g, inst) in self.fixed.owners or inst not in chosen[g].instances:
                     continue
-                t, r = self.sim.tenant_index[owner.tenant], _role(owner)
-                if r == RETRAINING and t in retraining:
+                key = (sim.profile_index[inst.profile.id], sim.tenant_index[owner.tenant], _role(owner))
+                if key[2] == RETRAINING and key[1] in retraining:
                     continue
-                if any((v.t, v.r) == (t, r) for v in self.by_slot.get((g, 0, inst), [])):
-                    owners[g, inst] = (t, r)
-                    if r == RETRAINING:
-                        retraining.add(t)
-        values: dict[pulp.LpVariable, float] = {}
-        step_layout: dict[tuple[int, int], Layout] = {}
-        for (g, h), y in self.layout_vars.items():
-            # A fixed layout binds the first step only; later steps take a maximal layout holding it.
-            layout = chosen[g] if chosen[g] in y else _containing_layout(list(y), chosen[g].instances)
-            step_layout[g, h] = layout
-            for candidate, var in y.items():
-                values[var] = 1.0 if candidate == layout else 0.0
-        for var in self.vars:
-            mine = owners.get((var.g, var.inst)) == (var.t, var.r)
-            values[var.x] = 1.0 if mine and var.inst in step_layout[var.g, var.h].instances else 0.0
-        for var in self.done_vars:
+                kept = self.keep.get((g, inst))
+                if kept is not None and kept[0] == key:
+                    values[kept[1]] = 1.0
+                elif key in counts:
+                    counts[key] += 1
+                else:
+                    continue
+                if key[2] == RETRAINING:
+                    retraining.add(key[1])
+        for key, var in self.new[0].items():
+            values[var] = float(counts[key])
+        mixes = list(layout_mixes(self.gpu))
+        held = [0] * len(mixes)
+        for lay in chosen.values():
+            held[mixes.index(mix_of(_containing_layout(layouts, lay.instances)))] += 1
+        owned0 = {key: float(c) for key, c in counts.items()}
+        for key, var in self.keep.values():
+            owned0[key] = owned0.get(key, 0.0) + values[var]
+        for k in range(1, len(self.steps)):
+            values.update({var: float(c) for var, c in zip(self.mix_vars[k], held, strict=True)})
+            values.update({var: owned0.get(key, 0.0) for key, var in self.new[k].items()})
+        for var in self.binaries:
             values[var] = 0.0
         return values
 
     # -- reading the solution -------------------------------------------------------------------
 
-    def configurations(self) -> list[Configuration]:
-        """The planned configuration of every horizon step. Idle instances are kept only where they
-        already exist (the previous configuration's layout), so no instance is created for nothing."""
-        gpu = self.gpu
-        previous_layouts: dict[int, Layout] = {}
-        if self.state.current is not None:
-            previous_layouts = {i: g.layout for i, g in enumerate(self.state.current.gpus)}
-        owner_of: dict[tuple[int, int, Instance], Owner] = {}
-        for var in self.vars:
-            if _value(var.x) > 0.5:
-                owner_of[var.g, var.h, var.inst] = Owner(
-                    self.workload.tenants[var.t].name, _ROLE_NAMES[var.r]
-                )
-        plans: list[Configuration] = []
-        for h in range(self.horizon):
-            gpus: list[GpuConfig] = []
-            for g in range(self.workload.gpu_count):
-                chosen = self.chosen_layout(g, h)
-                if h == 0 and g in self.fixed.layouts:
-                    gpus.append(GpuConfig(chosen, tuple(owner_of.get((g, h, i)) for i in chosen.instances)))
+    def chosen_layout(self, g: int) -> Layout:
+        """The (maximal, or fixed) layout the solution chose for GPU `g` in the decided interval."""
+        return max(self.layout_vars[g].items(), key=lambda kv: _value(kv[1]))[0]
+
+    def owner_of(self) -> dict[tuple[int, Instance], Owner]:
+        """The owner the solution gives each owned instance of the decided interval: kept owners and
+        fixed ones where they are, then each changed (profile, tenant, role) count on free instances
+        of that profile, GPU by GPU in slot order."""
+        sim, tenants = self.sim, self.workload.tenants
+        owners: dict[tuple[int, Instance], Owner] = {}
+        current = (
+            {(p.gpu, p.instance): p.owner for p in self.state.current.placed()}
+            if self.state.current is not None
+            else {}
+        )
+        hint = {(p.gpu, p.instance): p.owner for p in self.hint.placed()} if self.hint is not None else {}
+        for (g, inst), (_key, var) in self.keep.items():
+            if _value(var) > 0.5:
+                owner = current[g, inst]
+                assert owner is not None
+                owners[g, inst] = owner
+        left = {key: round(_value(var)) for key, var in self.new[0].items()}
+        for (g, inst), owner in self.fixed.owners.items():
+            if owner is not None and (g, inst) not in owners:
+                owners[g, inst] = owner
+                key = (sim.profile_index[inst.profile.id], sim.tenant_index[owner.tenant], _role(owner))
+                left[key] -= 1
+        for g in self.layout_vars:
+            for inst in self.chosen_layout(g).instances:
+                if (g, inst) in owners or (g, inst) in self.fixed.owners:
                     continue
-                existing = previous_layouts.get(g, gpu.empty_layout()) if h == 0 else plans[-1].gpus[g].layout
-                owners = {i: owner_of[g, h, i] for i in chosen.instances if (g, h, i) in owner_of}
-                gpus.append(settle(chosen, owners, existing))
-            plans.append(Configuration(gpu, tuple(gpus)))
-        return plans
+                j = sim.profile_index[inst.profile.id]
+                wanted = [key for key, c in left.items() if key[0] == j and c > 0]
+                if not wanted:
+                    continue
+                # the instance's owner in the start first (in place: it is then unchanged after all)
+                was = hint.get((g, inst))
+                mine = next(
+                    (
+                        key
+                        for key in wanted
+                        if was is not None and key[1:] == (sim.tenant_index[was.tenant], _role(was))
+                    ),
+                    wanted[0],
+                )
+                left[mine] -= 1
+                owners[g, inst] = Owner(tenants[mine[1]].name, _ROLE_NAMES[mine[2]])
+        return owners
 
-    def owner_of(self) -> dict[tuple[int, int, Instance], Owner]:
-        """The owner the solution gives each owned (GPU, step, instance)."""
-        return {
-            (v.g, v.h, v.inst): Owner(self.workload.tenants[v.t].name, _ROLE_NAMES[v.r])
-            for v in self.vars
-            if _value(v.x) > 0.5
-        }
+    def configuration(self) -> Configuration:
+        """The decided interval's configuration. Idle instances are kept only where they already exist
+        (the configuration in place), so no instance is created for nothing; a fixed layout is kept
+        whole."""
+        owners = self.owner_of()
+        gpus: list[GpuConfig] = []
+        for g in range(self.workload.gpu_count):
+            chosen = self.chosen_layout(g)
+            mine = {inst: owners[g, inst] for inst in chosen.instances if (g, inst) in owners}
+            if g in self.fixed.layouts:
+                gpus.append(GpuConfig(chosen, tuple(mine.get(i) for i in chosen.instances)))
+                continue
+            existing = (
+                self.state.current.gpus[g].layout
+                if self.state.current is not None
+                else self.gpu.empty_layout()
+            )
+            gpus.append(settle(chosen, mine, existing))
+        return Configuration(self.gpu, tuple(gpus))
 
-    def chosen_layout(self, g: int, h: int) -> Layout:
-        """The (maximal) layout the solution chose for GPU `g` in step `h`."""
-        return max(self.layout_vars[g, h].items(), key=lambda kv: _value(kv[1]))[0]
+
+SERVE_TIME_LIMIT = 10.0
+"""Seconds a serve-mode plan may take by default (one plan per run)."""
+DYNAMIC_TIME_LIMIT = 2.0
+"""Seconds a dynamic-mode decision may take by default: the best plan found by then is returned, its gap
+reported (`benchmarks/oracle.py` measures what the limit costs)."""
 
 
 class IlpPlanner(Planner):
-    """The ILP oracle behind the planner interface: serve mode (fewest GPUs) or dynamic mode (goodput
-    over `horizon` intervals; `foresight=True` plans on the true future).
+    """The ILP oracle behind the planner interface: serve mode (fewest GPUs) or dynamic mode.
 
-    `terminal` > 0 also values retraining progress that pays off after the horizon: the work a job
-    still running at the horizon's end has done is credited pro rata with the accuracy gain its
-    completion would bring over the rest of its window (gain x forecast rate x seconds left / samples
-    left, times `terminal`). The solver's objective then differs from the goodput it reports (the
-    simulator's goodput of the plan over the horizon). Off by default: it makes decisions markedly
-    slower, and its weight is not yet tuned against the hindsight bound (`rlmig.bound`)."""
+    Dynamic mode is window-aware by default: it plans the decided interval per GPU and the rest of the
+    longest current retraining window in aggregated steps (`plan_steps`), so a retraining job that
+    pays off only after several intervals is valued. `horizon` = k gives the myopic variant: k
+    one-interval steps (k = 1: the next interval alone). `foresight=True` plans on the true future.
+
+    The decision's objective is the solver's: the predicted goodput over the planned steps (requests,
+    on the forecast), not the simulated goodput of the run."""
 
     name = "ilp"
     objective = (
-        "goodput of the next interval on the forecast, proven optimal within the gap: a retraining job "
-        "counts only if it completes within that interval"
+        "goodput of the next interval and of the rest of each retraining window (later intervals "
+        "aggregated) on the forecast, optimal within the gap"
     )
 
     def __init__(
         self,
-        horizon: int = 1,
+        horizon: int | None = None,
         foresight: bool = False,
-        time_limit: float | None = 10.0,
+        time_limit: float | Literal["auto"] | None = "auto",
         gap: float | None = 1e-3,
-        terminal: float = 0.0,
+        max_span: int = 30,
     ) -> None:
-        if horizon < 1:
+        if horizon is not None and horizon < 1:
             raise RlmigError(f"the ILP horizon must be at least 1, got {horizon}")
-        self.terminal = terminal
-        self.horizon = horizon
+        if max_span < 1:
+            raise RlmigError(f"the ILP's span must be at least 1 interval, got {max_span}")
+        self.steps = horizon
+        self.max_span = max_span
+        self.horizon = horizon if horizon is not None else max_span  # forecast intervals wanted
         self.foresight = foresight
         self.time_limit = time_limit
         self.gap = gap
+        if time_limit != "auto" and time_limit is not None and not time_limit >= 0:
+            raise RlmigError(f"the ILP's time limit must be a number of seconds >= 0, got {time_limit}")
+        if horizon is not None:
+            self.name = "ilp-myopic"
+            self.objective = (
+                f"goodput of the next {horizon} interval(s) on the forecast, optimal within the gap: a "
+                "retraining job counts only if it completes within them"
+            )
         if foresight:
             self.name = "ilp-foresight"
 
-    def effective_horizon(self, state: ClusterState) -> int:
-        """The horizon, capped at the shortest retraining window (at most one boundary inside it)."""
-        windows = [int(w) for w in state.simulator.window_intervals if w > 0]
-        return max(1, min([self.horizon, *windows]))
+    def limit(self, mode: str) -> float | None:
+        """The solver's time limit per decision in `mode` ("serve" or "dynamic"): the one given, else
+        `SERVE_TIME_LIMIT` or `DYNAMIC_TIME_LIMIT`."""
+        if self.time_limit == "auto":
+            return SERVE_TIME_LIMIT if mode == "serve" else DYNAMIC_TIME_LIMIT
+        return self.time_limit
+
+    def reset(self, workload: Workload) -> None:
+        """Ask for a forecast as long as the longest plan this workload can need."""
+        if self.steps is None:
+            windows = [
+                round(t.retraining.window_s / workload.interval_s) for t in workload.tenants if t.retraining
+            ]
+            self.horizon = max(1, min(self.max_span, 2 * max(windows, default=1)))
 
     def plan(self, state: ClusterState) -> Decision:
         return self.expert(state)
@@ -622,7 +838,7 @@ class IlpPlanner(Planner):
             config, result, gpus = plan_serve(
                 state.simulator,
                 state.forecast[0],
-                time_limit=self.time_limit,
+                time_limit=self.limit("serve"),
                 gap=0.0,
                 start=heuristic_start(state),
             )
@@ -633,21 +849,38 @@ class IlpPlanner(Planner):
         """`expert` in dynamic mode, with the layout chosen for each GPU (before idle instances are
         dropped) and the owner of each of its instances: what an environment's sub-actions need."""
         start = time.perf_counter()
-        model = DynamicModel(state, self.effective_horizon(state), fixed, self.terminal)
-        begin = model.start(state.current if state.current is not None else heuristic_start(state))
-        result = solve(model.problem, time_limit=self.time_limit, gap=self.gap, start=begin)
-        plans = model.configurations()
+        spread = None if self.foresight else rate_scenarios(state.history)
+        first = state.current if state.current is not None else heuristic_start(state)
+        model = DynamicModel(state, plan_steps(state, self.steps, self.max_span), fixed, spread, first)
+        begin = model.start(first)
+        result = solve(model.problem, time_limit=self.limit("dynamic"), gap=self.gap, start=begin)
+        config = model.configuration()
         decision = Decision(
-            plans[0],
+            config,
             result.optimal,
             _value(model.goodput_expr),
             time.perf_counter() - start,
-            tuple(plans),
+            (config,),
             gap=result.gap,
         )
-        layouts = tuple(model.chosen_layout(g, 0) for g in range(state.workload.gpu_count))
-        owners = {(g, inst): owner for (g, h, inst), owner in model.owner_of().items() if h == 0}
-        return ExpertChoices(state.interval, layouts, owners, decision)
+        layouts = tuple(model.chosen_layout(g) for g in range(state.workload.gpu_count))
+        return ExpertChoices(state.interval, layouts, model.owner_of(), decision)
+
+
+SCENARIO_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+def rate_scenarios(history: np.ndarray, window: int = 30) -> np.ndarray | None:
+    """Per tenant, offsets (req/s) of the forecast rate that stand for its error: the quantiles
+    `SCENARIO_QUANTILES` of the change of the observed rate from one interval to the next over the last
+    `window` intervals (None before there are three). The model averages goodput over the forecast
+    plus each offset (a sample average approximation of the expected goodput; Kleywegt, Shapiro &
+    Homem-de-Mello, SIAM J. Optim. 2002), so capacity beyond the point forecast is worth what it is
+    expected to serve: much for a bursty tenant, little for a steady one."""
+    recent = np.asarray(history, dtype=float)[-window - 1 :]
+    if len(recent) < 4:
+        return None
+    return np.quantile(np.diff(recent, axis=0), SCENARIO_QUANTILES, axis=0).T
 
 
 def heuristic_start(state: ClusterState) -> Configuration:
@@ -674,12 +907,15 @@ def heuristic_start(state: ClusterState) -> Configuration:
 
 
 class IlpForesightPlanner(IlpPlanner):
-    """The dynamic ILP on the true future rates (perfect foresight), by default 3 intervals ahead."""
+    """The window-aware ILP on the true future rates (perfect foresight): what forecast errors cost."""
 
     name = "ilp-foresight"
-    objective = (
-        "goodput of the next intervals on the true future rates, within a horizon shorter than a window"
-    )
+    objective = "as ilp, on the true future rates instead of the forecast"
 
-    def __init__(self, horizon: int = 3, time_limit: float | None = 20.0, gap: float | None = 1e-3) -> None:
+    def __init__(
+        self,
+        horizon: int | None = None,
+        time_limit: float | Literal["auto"] | None = "auto",
+        gap: float | None = 1e-3,
+    ) -> None:
         super().__init__(horizon=horizon, foresight=True, time_limit=time_limit, gap=gap)
