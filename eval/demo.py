@@ -7,7 +7,7 @@ Usage::
     demo = run_demo(Path("."), console)     # prints a table, writes ./rlmig-demo.png
     print(demo.plot, demo.seconds)
 
-The ILP oracle (myopic, 5 s per decision at most) and the published baselines decide, every minute of
+The myopic ILP (ilp-myopic, 5 s per decision at most) and the published baselines decide, every minute of
 an hour, how two A100-80GB GPUs are partitioned among four tenants (two of them retrained continuously,
 two of them on the real Azure LLM inference trace): the shipped scenario ``azure-retrain``. The learned
 policy joins them once one is registered as planner ``rl`` and builds without error.

@@ -59,7 +59,10 @@ def planner_options(function: FC) -> FC:
         help="Planner: ilp, ilp-foresight, parva, greedy, static-best, ekya, as-is, static, rl.",
     )(function)
     function = click.option(
-        "--time-limit", type=float, default=None, help="ILP: solver time limit per decision, seconds."
+        "--time-limit",
+        type=float,
+        default=None,
+        help="ILP: time limit per decision, seconds (default: 2 dynamic, 10 serve).",
     )(function)
     function = click.option("--horizon", type=int, default=None, help="ILP: intervals planned ahead.")(
         function
