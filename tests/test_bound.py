@@ -80,7 +80,9 @@ def test_with_retraining_no_run_exceeds_the_bound(downtime_s):
     assert bound.upper_bound <= 1.0
 
 
-@pytest.mark.parametrize("scenario", ["azure-retrain", "spike-shift", "diurnal-mix"])
+@pytest.mark.parametrize(
+    "scenario", ["azure-retrain", "spike-shift", "diurnal-mix", "migrator-8x8", "daily-retrain"]
+)
 def test_no_planner_exceeds_the_bound_on_the_shipped_scenarios(scenario):
     workload = load_workload(SCENARIOS / f"{scenario}.yaml")
     bound = hindsight_bound(workload)
