@@ -4,6 +4,7 @@ GPU counts, fixed choices, infeasible load."""
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -288,3 +289,16 @@ def test_the_myopic_variant_is_named_apart():
     assert make_planner("ilp", horizon=2).name == "ilp-myopic"
     with pytest.raises(RlmigError, match="horizon must be at least 1"):
         make_planner("ilp", horizon=0)
+
+
+def test_plan_reports_the_solver_objective_and_the_simulated_goodput_apart(capsys):
+    from rlmig.cli import main
+
+    path = str(SCENARIOS / "azure-retrain.yaml")
+    assert main(["plan", path, "--planner", "ilp", "--time-limit", "0", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    # The objective covers the rest of the retraining windows (15 intervals here), the goodput this one.
+    assert document["objective"] > 5 * document["goodput"] > 0
+    assert main(["plan", path, "--planner", "ilp", "--time-limit", "0"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "objective" in text and "simulated goodput of this interval" in text

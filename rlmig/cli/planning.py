@@ -75,6 +75,11 @@ def plan(
         f"[bold]{workload.name}[/bold] ({workload.mode}): {planner.name} uses {document['gpus_used']} of "
         f"{workload.gpu_count} x {workload.gpu.name}, {optimal}, {decision.solve_seconds * 1e3:.1f} ms"
     )
+    if workload.mode == "dynamic" and decision.objective is not None:
+        out.print(
+            f"objective {decision.objective:,.0f} (the planner's: {planner.objective or 'its own'}); "
+            f"simulated goodput of this interval {document['goodput']:,.0f} accurate requests within the SLO"
+        )
     for gpu in document["gpus"]:
         if not gpu["mig_enabled"]:
             shared = ", ".join(gpu["time_shared"]) or "idle"
@@ -139,7 +144,8 @@ def plan_json(
         "unmet": unmet,
         "optimal": bool(decision.optimal) if decision.optimal is not None else False,
         "gap": decision.gap,
-        "objective": decision.objective,
+        "objective": decision.objective,  # the planner's own (the ILP's: goodput over its planned steps)
+        "goodput": float(outcome.goodput.sum()),  # the simulator's, of this configuration over the interval
         "solve_seconds": float(decision.solve_seconds),
     }
 
