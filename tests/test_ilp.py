@@ -302,3 +302,13 @@ def test_plan_reports_the_solver_objective_and_the_simulated_goodput_apart(capsy
     assert main(["plan", path, "--planner", "ilp", "--time-limit", "0"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "objective" in text and "simulated goodput of this interval" in text
+
+
+def test_the_time_limit_defaults_by_mode_and_is_checked():
+    planner = IlpPlanner()
+    assert planner.limit("dynamic") == 2.0 and planner.limit("serve") == 10.0
+    assert IlpPlanner(time_limit=None).limit("dynamic") is None
+    assert IlpPlanner(time_limit=7.5).limit("serve") == 7.5
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(RlmigError, match="time limit must be a number of seconds"):
+            IlpPlanner(time_limit=bad)

@@ -877,10 +877,10 @@ SCENARIO_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
 def rate_scenarios(history: np.ndarray, window: int = 30) -> np.ndarray | None:
     """Per tenant, offsets (req/s) of the forecast rate that stand for its error: the quantiles
     `SCENARIO_QUANTILES` of the change of the observed rate from one interval to the next over the last
-    `window` intervals, over sqrt(2) (None before there are three changes). The model averages goodput over the forecast
-    plus each offset (a sample average approximation of the expected goodput; Kleywegt, Shapiro &
-    Homem-de-Mello, SIAM J. Optim. 2002), so capacity beyond the point forecast is worth what it is
-    expected to serve: much for a bursty tenant, little for a steady one."""
+    `window` intervals, over sqrt(2) (None before there are three changes). The model averages goodput
+    over the forecast plus each offset (a sample average approximation of the expected goodput;
+    Kleywegt, Shapiro & Homem-de-Mello, SIAM J. Optim. 2002), so capacity beyond the point forecast is
+    worth what it is expected to serve: much for a bursty tenant, little for a steady one."""
     recent = np.asarray(history, dtype=float)[-window - 1 :]
     if len(recent) < 4:
         return None
