@@ -871,7 +871,7 @@ class IlpPlanner(Planner):
         return ExpertChoices(state.interval, layouts, model.owner_of(), decision)
 
 
-SCENARIO_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
+SCENARIO_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
 def rate_scenarios(history: np.ndarray, window: int = 30) -> np.ndarray | None:
