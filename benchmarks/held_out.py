@@ -16,8 +16,7 @@ import time
 
 from rlmig.envs.scenarios import ScenarioSampler
 from rlmig.planners import make_planner, run_planner
-
-HEURISTICS = ("as-is", "static-best", "parva", "greedy", "ekya")
+from rlmig.planners.baselines import BASELINES
 
 
 def main() -> None:
@@ -38,7 +37,7 @@ def main() -> None:
             run = run_planner(workload, make_planner(name))
             scores[name] = run.result.metrics.goodput_ratio
             row.append(f"{name} {scores[name]:.4f} ({time.perf_counter() - start:.0f} s)")
-        heuristics = {n: v for n, v in scores.items() if n in HEURISTICS}
+        heuristics = {n: v for n, v in scores.items() if n in BASELINES}
         if heuristics:
             best = max(heuristics, key=heuristics.__getitem__)
             row.append(f"best heuristic {best} {heuristics[best]:.4f}")

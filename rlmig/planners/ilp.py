@@ -555,8 +555,10 @@ class DynamicModel:
             jobs = self._per_profile(k, t, RETRAINING, first) if not gain_free else {}
             post: pulp.LpAffineExpression | float = seconds * done_prev  # seconds after completion
             if jobs:
-                on = {j: self._on(k, t, j) for j in jobs}
-                work += self._work(k, t, first)
+                # instances of each profile the job runs on (0/1), and the samples it gains: the
+                # seconds each works (a changed one loses the downtime) times its training rate
+                on = {j: self.owned[k][j, t, RETRAINING] for j in jobs}
+                work += pulp.lpSum(float(sim.train_rate[t, j]) * seconds * e for j, e in jobs.items())
                 done = self._var(0, 1, "Binary")
                 self.binaries.append(done)
                 self.problem += done >= done_prev
@@ -582,7 +584,7 @@ class DynamicModel:
                 after = self._var(0, None)  # served x seconds after completion, over-estimated within
                 self.problem += after <= rate * post  # the step of completion only (McCormick)
                 self.problem += after <= seconds * served
-                cases.append((rate, served, after))
+                cases.append((served, after))
             weight = 1.0 / len(cases)
             for level, condition in level_cases:
                 gain = 0.0 if gain_free else a1 - level
@@ -594,39 +596,10 @@ class DynamicModel:
                 self.problem += (
                     goodput[k]
                     <= pulp.lpSum(
-                        weight * (seconds * level * served + gain * after) for _, served, after in cases
+                        weight * (seconds * level * served + gain * after) for served, after in cases
                     )
                     + slack
                 )
-
-    def _on(self, k: int, t: int, j: int) -> pulp.LpAffineExpression:
-        """Whether tenant t's job runs on an instance of profile j in step k (0/1)."""
-        if k == 0:
-            terms = [v for (key, v) in self.keep.values() if key == (j, t, RETRAINING)]
-            var = self.new[0].get((j, t, RETRAINING))
-            return pulp.lpSum([*terms, *([var] if var is not None else [])])
-        return pulp.LpAffineExpression(self.new[k][j, t, RETRAINING])
-
-    def _work(self, k: int, t: int, first: bool) -> pulp.LpAffineExpression:
-        """Samples tenant t's job gains in step k: the step's seconds on its instance, less the
-        downtime when the instance changed."""
-        sim, seconds = self.sim, self.seconds[k]
-        lost = 0.0 if k == 0 and first else self.dyn.downtime_s
-        terms = []
-        if k == 0:
-            for (j, tt, rr), var in self.keep.values():
-                if (tt, rr) == (t, RETRAINING):
-                    terms.append(float(sim.train_rate[t, j]) * seconds * var)
-            for (j, tt, rr), var in self.new[0].items():
-                if (tt, rr) == (t, RETRAINING):
-                    terms.append(float(sim.train_rate[t, j]) * (seconds - lost) * var)
-            return pulp.lpSum(terms)
-        for (j, tt, rr), var in self.new[k].items():
-            if (tt, rr) == (t, RETRAINING):
-                kept = self.kept[k].get((j, tt, rr))
-                rate = float(sim.train_rate[t, j])
-                terms.append(rate * (seconds - lost) * var + (rate * lost * kept if kept is not None else 0))
-        return pulp.lpSum(terms)
 
     # -- the starting solution ------------------------------------------------------------------
 
