@@ -208,7 +208,7 @@ def render(
         "Every planner runs on every scenario with the same simulator (`rlmig.simulator`), the same "
         f"forecaster (`{config.forecaster}`) and the same seeds; {REFERENCE} is the ILP oracle "
         "(window-aware: the next interval per GPU, the rest of each retraining window in aggregated "
-        "steps, forecast rates with error scenarios, 2 s per decision), the yardstick of the `vs ilp` "
+        "steps, forecast rates with error and burst cases, 2 s per decision), the yardstick of the `vs ilp` "
         f"column; {MYOPIC} plans the next interval only. " + LEGEND,
         "",
         "## At a glance",

@@ -13,7 +13,7 @@ import pytest
 from rlmig.configuration import Configuration, GpuConfig, Owner
 from rlmig.errors import RlmigError
 from rlmig.planners import ClusterState, make_planner, run_planner
-from rlmig.planners.ilp import FixedChoices, IlpPlanner, PlanStep, plan_steps, rate_scenarios
+from rlmig.planners.ilp import BURST, FixedChoices, IlpPlanner, PlanStep, plan_steps, rate_scenarios
 from rlmig.simulator import Simulator
 from rlmig.workload import load_workload, parse_workload
 
@@ -86,7 +86,9 @@ def test_myopic_ilp_is_optimal_against_brute_force(k, progress, active, accuracy
         return float(sim.step(k, state.copy(), sim.encode(config), prev, rates)[0].goodput.sum())
 
     best = max(goodput(c) for c in every_configuration(sim))
-    decision = IlpPlanner(horizon=1, gap=0.0, time_limit=None).plan(state_at(sim, k, state, previous, rates))
+    # The model on the forecast alone (no burst case) is exact: its optimum is the brute force's.
+    exact = IlpPlanner(horizon=1, gap=0.0, time_limit=None, burst=None)
+    decision = exact.plan(state_at(sim, k, state, previous, rates))
     assert decision.optimal
     assert decision.objective == pytest.approx(best, rel=1e-6)
     assert goodput(decision.configuration) == pytest.approx(best, rel=1e-6)
@@ -207,7 +209,8 @@ def test_lookahead_retrains_across_intervals_when_one_is_not_enough():
     state = sim.initial_state()
     rate_4g = sim.train_rate[0, sim.profile_index[sim.gpu.profile("4g.24gb").id]]
     assert 60 * rate_4g < 40000 < 2 * 60 * rate_4g * 0.9
-    myopic = IlpPlanner(horizon=1, gap=0.0, time_limit=None).plan(state_at(sim, 0, state, None, rates[0]))
+    exact = IlpPlanner(horizon=1, gap=0.0, time_limit=None, burst=None)
+    myopic = exact.plan(state_at(sim, 0, state, None, rates[0]))
     # Nothing to gain within one interval: the myopic objective is the goodput of its plan's inference
     # alone (a retraining instance kept from its start plan earns it nothing).
     inference_only = Configuration(
@@ -281,6 +284,33 @@ def test_rate_scenarios_spread_with_the_observed_changes():
     assert np.all(spread[0] == 0.0)  # a steady tenant: no headroom is worth anything
     assert spread[1, 0] < -20 and spread[1, -1] > 20  # a bursty one: both ways
     assert rate_scenarios(history[:3]) is None
+
+
+def test_the_burst_case_gives_spare_capacity_to_tenants_instead_of_leaving_it_idle():
+    # Two A30s for a load one 2g carries; tenant a's job cannot complete (worthless).
+    workload = small_workload(gpus=2, samples=1e9)
+    sim = Simulator(workload)
+    state = sim.initial_state()
+    state.active[0] = True
+    rates = workload.rates[1]
+    cluster = state_at(sim, 1, state, None, rates)
+
+    def simulate(config, scale):
+        outcome, _ = sim.step(1, state.copy(), sim.encode(config), None, scale * rates)
+        return float(outcome.goodput.sum()), outcome.capacity
+
+    point = IlpPlanner(horizon=1, gap=0.0, time_limit=None, burst=None).plan(cluster)
+    _, capacity = simulate(point.configuration, 1.0)
+    assert np.all(capacity >= rates) and not np.all(capacity >= 2 * rates)  # no value for headroom
+    p, factor = BURST
+    burst = IlpPlanner(horizon=1, gap=0.0, time_limit=None).plan(cluster)
+    usual, capacity = simulate(burst.configuration, 1.0)
+    spike, _ = simulate(burst.configuration, factor)
+    assert np.all(capacity >= factor * rates)  # room for the spike, for every tenant
+    # Its objective is the expected simulated goodput over the two cases.
+    assert burst.objective == pytest.approx((1 - p) * usual + p * spike, rel=1e-6)
+    with pytest.raises(RlmigError, match="burst must be"):
+        IlpPlanner(burst=(1.0, 2.0))
 
 
 def test_the_myopic_variant_is_named_apart():
