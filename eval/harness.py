@@ -150,12 +150,20 @@ TimeLimit = float | Mapping[str, float] | None
 """Seconds per decision for every planner that takes a time limit, or per planner name."""
 
 
+PLANNER_OPTIONS: dict[str, dict[str, object]] = {"rl": {"fallback": "parva"}}
+"""What the evaluation asks of a planner beyond its defaults: the learned policy gets parva as its
+fallback, so that it runs on workloads beyond its limits too; each such decision is counted (the
+fallbacks column) and the table names the fallback."""
+
+
 def build_planner(name: str, time_limit: TimeLimit = None) -> Planner:
-    """A fresh planner, given its time limit when it takes one (`make_planner`'s defaults otherwise)."""
+    """A fresh planner with `PLANNER_OPTIONS`, given its time limit when it takes one (`make_planner`'s
+    defaults otherwise)."""
     limit = time_limit.get(name) if isinstance(time_limit, Mapping) else time_limit
+    options = dict(PLANNER_OPTIONS.get(name, {}))
     if limit is not None and takes_time_limit(name):
-        return make_planner(name, time_limit=limit)
-    return make_planner(name)
+        options["time_limit"] = limit
+    return make_planner(name, **options)
 
 
 def default_planners() -> list[str]:
@@ -196,6 +204,8 @@ class EvalResult:
     decision_ms_p99: float
     wall_s: float
     proven: int | None = None  # decisions proven optimal (None: the planner proves nothing)
+    guard_overrules: int | None = None  # decisions where a guard kept another candidate (None: no guard)
+    fallback_decisions: int | None = None  # decisions a fallback planner made (None: no fallback)
     ratio_to_ilp: float | None = None  # goodput_ratio / the ILP's on the same scenario and seed
     of_bound: float | None = None  # goodput_ratio / the hindsight bound (dynamic mode)
     decision_seconds: list[float] = field(default_factory=list, repr=False)
@@ -204,8 +214,15 @@ class EvalResult:
 
     @classmethod
     def from_run(
-        cls, workload: Workload, planner: str, seed: int, run: PlannerRun, wall_s: float
+        cls,
+        workload: Workload,
+        planner: str,
+        seed: int,
+        run: PlannerRun,
+        wall_s: float,
+        can_defer: bool = False,
     ) -> EvalResult:
+        """`can_defer`: the planner has a guard or a fallback (`Planner.can_defer`): count their decisions."""
         m = run.result.metrics
         used = [o.gpus_used for o in run.result.intervals]
         claims = [d.optimal for d in run.decisions if d.optimal is not None]
@@ -225,6 +242,8 @@ class EvalResult:
             decision_ms_p99=run.decision_ms_p99,
             wall_s=wall_s,
             proven=sum(claims) if claims else None,
+            guard_overrules=run.guard_overrules if can_defer else None,
+            fallback_decisions=run.fallback_decisions if can_defer else None,
             decision_seconds=list(run.decision_seconds),
             run=run,
             workload=workload,
@@ -247,6 +266,8 @@ class EvalResult:
             "decision_ms_p99": self.decision_ms_p99,
             "wall_s": self.wall_s,
             "proven_optimal": self.proven,
+            "guard_overrules": self.guard_overrules,
+            "fallback_decisions": self.fallback_decisions,
             "ratio_to_ilp": self.ratio_to_ilp,
             "of_bound": self.of_bound,
         }
@@ -281,6 +302,9 @@ class Summary:
     proven: int | None
     ratio_to_ilp: float | None
     of_bound: float | None = None
+    guard_overrules: float | None = None  # per run
+    fallback_decisions: float | None = None  # per run
+    label: str = ""  # the planner's name, and the fallback that decided for it when one did
 
     @classmethod
     def of(cls, results: Sequence[EvalResult]) -> Summary:
@@ -305,7 +329,27 @@ class Summary:
             proven=sum(claims) if claims else None,
             ratio_to_ilp=float(np.mean(ratios)) if ratios else None,
             of_bound=float(np.mean(of_bound)) if of_bound else None,
+            guard_overrules=_mean_count([r.guard_overrules for r in results]),
+            fallback_decisions=_mean_count([r.fallback_decisions for r in results]),
+            label=_label(results),
         )
+
+
+def _label(results: Sequence[EvalResult]) -> str:
+    name = results[0].planner
+    labels = {r.run.decided_by(name) for r in results if r.run is not None} or {name}
+    return labels.pop() if len(labels) == 1 else f"{name} (a fallback decided in some runs)"
+
+
+def _mean_count(counts: Sequence[int | None]) -> float | None:
+    known = [c for c in counts if c is not None]
+    return float(np.mean(known)) if known else None
+
+
+def _count(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
 COLUMNS = [
@@ -321,6 +365,8 @@ COLUMNS = [
     "optimal",
     "vs ilp",
     "of bound",
+    "overrules",
+    "fallbacks",
 ]
 LEGEND = (
     "goodput: accuracy-weighted SLO attainment (goodput / arrivals); SLO att.: requests served within the "
@@ -328,7 +374,9 @@ LEGEND = (
     "interval); GPU-s: GPU-seconds; reconfigs: instances created or given a new owner; p50/p99 ms: "
     "decision latency; optimal: decisions the planner proved optimal (ILP planners; fewer than all when "
     "its solver hit the time limit); vs ilp: goodput / the ILP oracle's goodput; of bound: goodput / the "
-    "hindsight bound (`rlmig bound`: no planner can exceed it, even knowing the future; the bound row)."
+    "hindsight bound (`rlmig bound`: no planner can exceed it, even knowing the future; the bound row); "
+    "overrules: decisions where the planner's guard kept another candidate than its proposal; fallbacks: "
+    "decisions made by its fallback planner instead (rl: workloads beyond the policy's limits)."
 )
 
 
@@ -348,7 +396,7 @@ def summary_table(
             goodput += f" ± {s.goodput_sd:.4f}"
         rows.append(
             [
-                s.planner,
+                s.label or s.planner,
                 goodput,
                 fmt(s.slo_attainment, 4),
                 fmt(s.accuracy, 4),
@@ -360,12 +408,16 @@ def summary_table(
                 "-" if s.proven is None else f"{s.proven}/{s.decisions}",
                 fmt(s.ratio_to_ilp, 3),
                 "-" if s.of_bound is None else f"{s.of_bound:.1%}",
+                _count(s.guard_overrules),
+                _count(s.fallback_decisions),
             ]
         )
     if bound is not None:
-        rows.append(["bound", fmt(bound, 4), *["-"] * (len(COLUMNS) - 3), "100.0%"])
+        rows.append(["bound", fmt(bound, 4), *["-"] * (len(COLUMNS) - 5), "100.0%", "-", "-"])
     columns = list(COLUMNS)
     for name, missing in (
+        ("fallbacks", all(s.fallback_decisions is None for s in summaries)),  # no planner can defer
+        ("overrules", all(s.guard_overrules is None for s in summaries)),
         ("of bound", all(s.of_bound is None for s in summaries)),  # no dynamic bound to compare with
         ("vs ilp", all(s.ratio_to_ilp is None for s in summaries)),  # the ILP was not run
     ):
@@ -572,10 +624,9 @@ def evaluate(
                 if progress is not None:
                     progress.step(label, 0)
                 start = time.perf_counter()
+                planner = build_planner(name, time_limit)
                 try:
-                    run = run_planner(
-                        workload, build_planner(name, time_limit), forecaster=forecaster, on_decision=tick
-                    )
+                    run = run_planner(workload, planner, forecaster=forecaster, on_decision=tick)
                 except ValueError as exc:  # RlmigError, or a configuration the simulator refuses
                     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                     if not isinstance(exc, RlmigError):
@@ -585,7 +636,8 @@ def evaluate(
                         progress.step(label, _decisions(workload) - done)
                     continue
                 wall = time.perf_counter() - start
-                evaluation.results.append(EvalResult.from_run(workload, name, seed, run, wall))
+                result = EvalResult.from_run(workload, name, seed, run, wall, planner.can_defer)
+                evaluation.results.append(result)
     _ratios(evaluation)
     return evaluation
 

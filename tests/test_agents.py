@@ -120,6 +120,9 @@ def test_rl_planner_runs_and_its_guard_overrules_a_bad_proposal(trained):
     guarded = run_planner(workload, RlPlanner(policy=idle, guard=True), forecaster="last")
     assert unguarded.result.metrics.goodput_ratio == 0.0
     assert guarded.result.metrics.goodput_ratio > 0.5
+    # Every interval the guard kept something else than the idle proposal, and the run counts it.
+    assert unguarded.guard_overrules == 0 and guarded.guard_overrules == workload.intervals
+    assert guarded.fallback_decisions == 0 and guarded.decided_by("rl") == "rl"
 
 
 def test_config_errors_name_the_field(tmp_path):
@@ -136,12 +139,38 @@ def test_config_errors_name_the_field(tmp_path):
     assert load_config(TINY).ppo.timesteps == 256
 
 
-def test_workloads_beyond_the_policy_go_to_the_fallback(trained):
+def test_workloads_beyond_the_policy_are_an_error_unless_a_fallback_is_asked_for(trained):
     _, folder = trained
     big = load_workload(ROOT / "eval" / "scenarios" / "parvagpu-slo6.yaml")  # 24 GPUs, 11 tenants
-    run = run_planner(big, RlPlanner(folder))
+    with pytest.raises(
+        RlmigError, match=r"at most 8 GPUs and 8 tenants; the workload has 24 GPUs.*--fallback"
+    ):
+        run_planner(big, RlPlanner(folder))
+    run = run_planner(big, RlPlanner(folder, fallback="parva"))
     parva = run_planner(big, make_planner("parva"))
     assert [str(c) for c in run.result.configurations] == [str(c) for c in parva.result.configurations]
-    assert run.result.metrics.slo_attainment == 1.0
-    with pytest.raises(RlmigError, match="up to 8 GPUs and 8 tenants, and has no fallback"):
-        run_planner(big, RlPlanner(folder, fallback=None))
+    assert run.fallback_decisions == len(run.decisions) == 1
+    assert run.decided_by("rl") == "rl (fallback parva: workload beyond the policy)"
+    with pytest.raises(RlmigError, match="unknown planner 'nope'"):
+        RlPlanner(folder, fallback="nope")
+
+
+def test_the_guard_and_fallback_planners_are_reset_with_the_rl_planner(trained, monkeypatch):
+    # A stateful planner (ekya keeps its layout for a run) must start every run afresh, including the
+    # first one: the guard's and the fallback's planners exist before the first reset.
+    from rlmig.planners import PLANNERS
+    from rlmig.planners.parva import ParvaPlanner
+
+    resets: list[str] = []
+
+    class Counting(ParvaPlanner):
+        def reset(self, workload):
+            resets.append(workload.name)
+            super().reset(workload)
+
+    monkeypatch.setitem(PLANNERS, "counting", Counting)
+    _, folder = trained
+    workload = load_workload(SCENARIO)
+    planner = RlPlanner(folder, guard_with=["counting"], fallback="counting")
+    run_planner(workload, planner, forecaster="last")
+    assert resets == [workload.name, workload.name]  # the guard's and the fallback's, before deciding

@@ -115,7 +115,16 @@ def test_simulate_static_json(capsys):
     assert code == 0
     result = json.loads(out)
     metrics = result["metrics"]
-    assert set(metrics) == {"goodput_ratio", "slo_attainment", "accuracy", "gpu_seconds", "reconfigs"}
+    assert set(metrics) == {
+        "goodput_ratio",
+        "slo_attainment",
+        "accuracy",
+        "gpu_seconds",
+        "reconfigs",
+        "guard_overrules",
+        "fallback_decisions",
+    }
+    assert metrics["guard_overrules"] == metrics["fallback_decisions"] == 0  # static has neither
     assert all(
         isinstance(metrics[k], float) for k in ("goodput_ratio", "slo_attainment", "accuracy", "gpu_seconds")
     )
@@ -123,6 +132,25 @@ def test_simulate_static_json(capsys):
     assert 0 <= metrics["goodput_ratio"] <= metrics["slo_attainment"] <= 1
     assert len(result["intervals"]) == 60
     assert set(result["intervals"][0]["tenants"]) == {"detect", "qa", "vit", "thumbs"}
+
+
+def test_simulate_labels_what_decided_for_the_rl_planner(capsys):
+    spike = str(SCENARIOS / "spike-shift.yaml")
+    code, out, _ = run(capsys, "simulate", spike, "--planner", "rl", "--json")
+    guarded = json.loads(out)["metrics"]
+    code, out, _ = run(capsys, "simulate", spike, "--planner", "rl", "--no-guard", "--json")
+    alone = json.loads(out)["metrics"]
+    assert code == 0 and alone["guard_overrules"] == 0 and alone["fallback_decisions"] == 0
+    assert guarded["guard_overrules"] > 0  # the shipped policy is overruled on this scenario
+    big = str(SCENARIOS / "parvagpu-slo6.yaml")  # 24 GPUs: beyond the shipped policy
+    code, _, err = run(capsys, "simulate", big, "--planner", "rl")
+    assert code == 2 and err.count("\n") == 1 and "at most 8 GPUs" in err and "--fallback parva" in err
+    code, out, _ = run(capsys, "simulate", big, "--planner", "rl", "--fallback", "parva")
+    assert code == 0 and "planner rl (fallback parva: workload beyond the policy)" in out
+    code, out, _ = run(capsys, "simulate", big, "--planner", "rl", "--fallback", "parva", "--json")
+    assert json.loads(out)["metrics"]["fallback_decisions"] == 1
+    code, _, err = run(capsys, "simulate", spike, "--planner", "ilp", "--no-guard")
+    assert code == 2 and "--no-guard is for the rl planner, not ilp" in err
 
 
 def test_simulate_table_and_errors(capsys, tmp_path):

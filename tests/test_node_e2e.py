@@ -181,7 +181,7 @@ def test_metrics_count_the_run_and_are_served(tmp_path):
     families = parse_prometheus_text(text)
     value = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
     n = workload.intervals
-    assert value[("rlmig_agent_decisions_total", (("planner", "ilp-myopic"),))] == n
+    assert value[("rlmig_agent_decisions_total", (("decided_by", "planner"), ("planner", "ilp-myopic")))] == n
     assert value[("rlmig_agent_decision_seconds_count", ())] == n
     assert families["rlmig_agent_decision_seconds"].type == "histogram"
     applied = value[("rlmig_agent_rounds_total", (("result", "applied"),))]

@@ -32,7 +32,7 @@ from typing import Any
 
 import click
 
-from rlmig.cli.common import make_planner_from_flags
+from rlmig.cli.common import make_planner_from_flags, rl_options
 from rlmig.errors import RlmigError
 from rlmig.workload import load_workload
 
@@ -73,6 +73,7 @@ def _split_config_map(value: str | None) -> tuple[str, str] | None:
     help="The workload: GPUs, interval, tenants, SLOs and retraining.",
 )
 @click.option("--checkpoint", type=click.Path(file_okay=False), help="rl: the policy checkpoint folder.")
+@rl_options
 @click.option(
     "--backend",
     type=click.Choice(_BACKENDS),
@@ -177,6 +178,8 @@ def _split_config_map(value: str | None) -> tuple[str, str] | None:
 def agent_command(
     workload_file: str,
     checkpoint: str | None,
+    no_guard: bool,
+    fallback: str | None,
     backend: str,
     planner_name: str,
     interval_s: float | None,
@@ -221,7 +224,9 @@ def agent_command(
         raise RlmigError("--rates simulated replays the workload's own load: only with --backend fake")
     if interval_s == 0 and rates_spec != "simulated":
         raise RlmigError("--interval 0 runs rounds back to back: only with --rates simulated")
-    planner = make_planner_from_flags(planner_name, time_limit, horizon, checkpoint)
+    planner = make_planner_from_flags(
+        planner_name, time_limit, horizon, checkpoint, no_guard=no_guard, fallback=fallback
+    )
     rates = make_rate_source(rates_spec, workload, metric=rate_metric, label=rate_label)
     stop = StopSignal(shutdown_grace)
     node = _node(

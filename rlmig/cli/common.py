@@ -73,18 +73,46 @@ def planner_options(function: FC) -> FC:
         default=None,
         help="rl: the policy checkpoint folder.",
     )(function)
+    function = rl_options(function)
     return click.option(
         "--forecaster", default="auto", show_default=True, help="Forecaster of the next intervals' rates."
     )(function)
 
 
+def rl_options(function: FC) -> FC:
+    """The rl planner's flags: `--no-guard` and `--fallback NAME`."""
+    function = click.option(
+        "--no-guard", "no_guard", is_flag=True, help="rl: the policy alone, without its guard."
+    )(function)
+    return click.option(
+        "--fallback",
+        default=None,
+        help="rl: the planner that decides workloads beyond the policy (its GPU model, GPUs, tenants); "
+        "without it such a workload is an error.",
+    )(function)
+
+
 def make_planner_from_flags(
-    name: str, time_limit: float | None, horizon: int | None, checkpoint: str | None = None
+    name: str,
+    time_limit: float | None,
+    horizon: int | None,
+    checkpoint: str | None = None,
+    *,
+    no_guard: bool = False,
+    fallback: str | None = None,
 ) -> Planner:
     """The planner the command-line flags ask for (a flag left out keeps the planner's default)."""
     from rlmig.planners import make_planner
 
-    if checkpoint is not None and name != "rl":
-        raise RlmigError(f"--checkpoint is for the rl planner, not {name}")
-    given: dict[str, Any] = {"time_limit": time_limit, "horizon": horizon, "checkpoint": checkpoint}
+    rl_flags = {"--checkpoint": checkpoint, "--no-guard": no_guard, "--fallback": fallback}
+    for flag, value in rl_flags.items():
+        if value and name != "rl":
+            raise RlmigError(f"{flag} is for the rl planner, not {name}")
+    given: dict[str, Any] = {
+        "time_limit": time_limit,
+        "horizon": horizon,
+        "checkpoint": checkpoint,
+        "fallback": fallback,
+        "guard": False if no_guard else None,
+    }
     return make_planner(name, **{k: v for k, v in given.items() if v is not None})

@@ -45,6 +45,8 @@ def plan(
     time_limit: float | None,
     horizon: int | None,
     checkpoint: str | None,
+    no_guard: bool,
+    fallback: str | None,
     forecaster: str,
     as_json: bool,
     mig_parted: str | None,
@@ -57,7 +59,9 @@ def plan(
     from rlmig.workload import load_workload
 
     workload = load_workload(workload_file)
-    planner = make_planner_from_flags(planner_name, time_limit, horizon, checkpoint)
+    planner = make_planner_from_flags(
+        planner_name, time_limit, horizon, checkpoint, no_guard=no_guard, fallback=fallback
+    )
     run = run_planner(workload, planner, forecaster=forecaster, intervals=1)
     decision, outcome = run.decisions[0], run.result.intervals[0]
     document = plan_json(run.simulator, decision, outcome, run.result.configurations[0])
@@ -72,7 +76,8 @@ def plan(
     if decision.optimal is False:
         optimal += f" (gap {decision.gap:.2%})" if decision.gap is not None else " (gap unknown)"
     out.print(
-        f"[bold]{workload.name}[/bold] ({workload.mode}): {planner.name} uses {document['gpus_used']} of "
+        f"[bold]{workload.name}[/bold] ({workload.mode}): {run.decided_by(planner.name)} uses "
+        f"{document['gpus_used']} of "
         f"{workload.gpu_count} x {workload.gpu.name}, {optimal}, {decision.solve_seconds * 1e3:.1f} ms"
     )
     if workload.mode == "dynamic" and decision.objective is not None:
@@ -147,6 +152,8 @@ def plan_json(
         "objective": decision.objective,  # the planner's own (the ILP's: goodput over its planned steps)
         "goodput": float(outcome.goodput.sum()),  # the simulator's, of this configuration over the interval
         "solve_seconds": float(decision.solve_seconds),
+        "overruled": decision.overruled,  # a guard kept another candidate than the planner's proposal
+        "fallback": decision.fallback,  # "NAME: why" when a fallback planner decided instead
     }
 
 
@@ -160,6 +167,8 @@ def simulate(
     time_limit: float | None,
     horizon: int | None,
     checkpoint: str | None,
+    no_guard: bool,
+    fallback: str | None,
     forecaster: str,
     as_json: bool,
 ) -> None:
@@ -168,11 +177,15 @@ def simulate(
     from rlmig.workload import load_workload
 
     workload = load_workload(workload_file)
-    planner = make_planner_from_flags(planner_name, time_limit, horizon, checkpoint)
+    planner = make_planner_from_flags(
+        planner_name, time_limit, horizon, checkpoint, no_guard=no_guard, fallback=fallback
+    )
     run = run_planner(workload, planner, forecaster=forecaster)
     result = run.result
     if as_json:
         document = result.to_json(workload)
+        document["metrics"]["guard_overrules"] = run.guard_overrules
+        document["metrics"]["fallback_decisions"] = run.fallback_decisions
         document["decision_ms_p50"] = run.decision_ms_p50
         document["decision_ms_p99"] = run.decision_ms_p99
         click.echo(json.dumps(document))
@@ -180,7 +193,8 @@ def simulate(
     out = console()
     out.print(
         f"[bold]{workload.name}[/bold]: {workload.gpu_count} x {workload.gpu.name}, "
-        f"{workload.intervals} intervals of {workload.interval_s:g} s, planner {planner.name}, "
+        f"{workload.intervals} intervals of {workload.interval_s:g} s, "
+        f"planner {run.decided_by(planner.name)}, "
         f"decision p50 {run.decision_ms_p50:.2f} ms, p99 {run.decision_ms_p99:.2f} ms"
     )
     out.print(

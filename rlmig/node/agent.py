@@ -344,7 +344,10 @@ class NodeAgent:
             record.decision_seconds = seconds
             return record
         seconds = time.perf_counter() - started
-        self.metrics.decisions.inc(planner=self.planner.name)
+        decided_by = "fallback" if decision.fallback else "guard" if decision.overruled else "planner"
+        self.metrics.decisions.inc(planner=self.planner.name, decided_by=decided_by)
+        if decision.fallback:
+            event(log, "fallback_decision", interval=k, planner=self.planner.name, fallback=decision.fallback)
         self.metrics.decision_seconds.observe(seconds)
 
         result, error = "unchanged", None

@@ -178,7 +178,12 @@ class AgentMetrics:
             "Rounds by result: applied, unchanged, held (stale rates), planner_error, apply_error.",
             ("result",),
         )
-        self.decisions = r.counter("rlmig_agent_decisions_total", "Planner decisions made.", ("planner",))
+        self.decisions = r.counter(
+            "rlmig_agent_decisions_total",
+            "Planner decisions made, by what decided: the planner, its guard (another candidate than its "
+            "proposal) or its fallback planner.",
+            ("planner", "decided_by"),
+        )
         self.decision_seconds = r.histogram("rlmig_agent_decision_seconds", "Planner wall time per decision.")
         self.reconfigured = r.counter(
             "rlmig_agent_reconfigured_instances_total", "Instances created or given a new owner."

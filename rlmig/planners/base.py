@@ -48,6 +48,8 @@ class Decision:
     solve_seconds: float = 0.0
     horizon_plan: tuple[Configuration, ...] = ()  # planners that look ahead: the plan of every step
     gap: float | None = None  # solvers: relative gap to the solver's bound when it stopped (None: unknown)
+    overruled: bool = False  # a guard kept another candidate than the planner's own proposal
+    fallback: str | None = None  # decided by a fallback planner instead: "NAME: why"
 
 
 class Planner(ABC):
@@ -57,6 +59,7 @@ class Planner(ABC):
     objective: str = ""  # one line: what the planner optimises (shown beside its results)
     horizon: int = 1  # forecast intervals the planner wants
     foresight: bool = False  # True: the forecast is the true future (an upper-bound planner)
+    can_defer: bool = False  # True: a guard or a fallback may decide for it (its runs count them)
 
     def reset(self, workload: Workload) -> None:  # noqa: B027 - optional hook
         """Called before a run; planners with per-run state clear it here."""
@@ -82,6 +85,25 @@ class PlannerRun:
     @property
     def decision_ms_p99(self) -> float:
         return float(np.percentile(self.decision_seconds, 99) * 1e3) if self.decision_seconds else 0.0
+
+    @property
+    def guard_overrules(self) -> int:
+        """Decisions where a guard kept another candidate than the planner's proposal."""
+        return sum(d.overruled for d in self.decisions)
+
+    @property
+    def fallback_decisions(self) -> int:
+        """Decisions made by a fallback planner instead of the planner itself."""
+        return sum(d.fallback is not None for d in self.decisions)
+
+    def decided_by(self, name: str) -> str:
+        """`name`, and the fallback that decided when one did (e.g. "rl (fallback parva: ...)")."""
+        reasons = sorted({d.fallback for d in self.decisions if d.fallback is not None})
+        if not reasons:
+            return name
+        n = self.fallback_decisions
+        share = "" if n == len(self.decisions) else f", {n} of {len(self.decisions)} decisions"
+        return f"{name} (fallback {'; '.join(reasons)}{share})"
 
 
 def serve_rates(workload: Workload) -> np.ndarray:

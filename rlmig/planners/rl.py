@@ -1,7 +1,7 @@
 """The learned policy behind the planner interface, with a guard.
 
 A workload beyond the policy's limits (more GPUs or tenants than it was trained for, another GPU model)
-is planned by the first fallback heuristic instead.
+is an error, or is planned by a fallback planner when one is asked for (each such decision is labelled).
 
 The policy decides an interval as the codec's sequence of masked sub-actions (`rlmig.policy.codec`:
 `begin`, `choose`, `decided_configuration`), with numpy alone: no Gymnasium, no torch. The guard then asks
@@ -13,6 +13,7 @@ that proposes something worse than doing nothing, or than the heuristic, is over
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +31,17 @@ DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "a100-80gb"
 
 
 class RlPlanner(Planner):
-    """A trained policy (a checkpoint folder; the shipped A100-80GB policy by default), guarded."""
+    """A trained policy (a checkpoint folder; the shipped A100-80GB policy by default), guarded.
+
+    `guard_with` names the heuristics whose plans the guard weighs against the policy's proposal and
+    the configuration in place (none: only those two); `guard=False` runs the policy alone. A workload
+    the policy cannot decide (another GPU model, more GPUs or tenants than its limits) is a one-line
+    error unless `fallback` names a planner to decide it instead; every such decision says so
+    (`Decision.fallback`), and a guard's choice of another candidate than the proposal is counted
+    (`Decision.overruled`)."""
 
     name = "rl"
-    objective = (
-        "the learned policy's proposal, overruled by its guard when keeping the configuration or parva "
-        "is predicted better over the next intervals"
-    )
+    can_defer = True
 
     def __init__(
         self,
@@ -44,7 +49,8 @@ class RlPlanner(Planner):
         *,
         guard: bool = True,
         guard_horizon: int = 3,
-        fallback: str | Sequence[str] | None = "parva",
+        guard_with: str | Sequence[str] | None = "parva",
+        fallback: str | None = None,
         policy: NumpyPolicy | None = None,
         gpu: str = DEFAULT_GPU_MODEL,
     ) -> None:
@@ -52,18 +58,34 @@ class RlPlanner(Planner):
             policy, _, spec = load_checkpoint(checkpoint or DEFAULT_CHECKPOINT)
         else:
             spec = PolicySpec.for_gpu(gpu_model(gpu))
+        if guard_horizon < 1:
+            raise RlmigError(f"the guard's horizon must be at least 1 interval, got {guard_horizon}")
         self.policy = policy
         self.spec = spec
         self.codec = DecisionCodec(spec)
         self.guard = guard
         self.guard_horizon = guard_horizon
         self.horizon = guard_horizon
-        names = [fallback] if isinstance(fallback, str) else list(fallback or [])
-        self.fallback_names = [n for n in names if n]
-        self._fallbacks: list[Planner] | None = None
+        names = [guard_with] if isinstance(guard_with, str) else list(guard_with or [])
+        self.guard_names = [n for n in names if n] if guard else []
+        self.fallback_name = fallback or None
+        # built now (a bad name fails here, not mid-run) and reset with the planner
+        self._guards = [_make(name) for name in self.guard_names]
+        self._fallback = _make(self.fallback_name) if self.fallback_name else None
+        if not guard:
+            self.objective = "the learned policy's proposal, unguarded"
+        else:
+            others = " or ".join(["keeping the configuration", *self.guard_names])
+            self.objective = (
+                f"the learned policy's proposal, overruled by its guard when {others} is predicted better "
+                f"over the next {guard_horizon} intervals"
+            )
 
     def reset(self, workload: Workload) -> None:
-        for planner in self._fallbacks or []:
+        """Reset the guard's and the fallback's planners; a workload the policy cannot decide, with no
+        fallback, is an error here, before any decision."""
+        self._beyond(workload)
+        for planner in [*self._guards, *([self._fallback] if self._fallback else [])]:
             planner.reset(workload)
 
     def propose(self, state: ClusterState) -> Configuration:
@@ -78,29 +100,32 @@ class RlPlanner(Planner):
         """Whether the policy can decide this workload (its GPU model, at most its GPUs and tenants)."""
         return self.spec.fits(workload) is None
 
+    def _beyond(self, workload: Workload) -> bool:
+        """Whether the workload is beyond the policy (then the fallback decides); an error without one."""
+        why = self.spec.fits(workload)
+        if why is not None and self._fallback is None:
+            raise RlmigError(f"{why} (a fallback planner, e.g. --fallback parva, would plan it instead)")
+        return why is not None
+
     def plan(self, state: ClusterState) -> Decision:
-        if not self.fits(state.workload):
-            # Beyond the policy's limits (more GPUs or tenants, another GPU model): the fallback decides.
-            if not self.fallback_names:
-                raise RlmigError(
-                    f"the policy handles {self.spec.gpu.name} with up to {self.spec.max_gpus} GPUs "
-                    f"and {self.spec.max_tenants} tenants, and has no fallback planner"
-                )
-            return self._fallback_planners()[0].plan(state)
+        if self._beyond(state.workload):
+            assert self._fallback is not None
+            decision = self._fallback.plan(state)
+            return replace(decision, fallback=f"{self.fallback_name}: workload beyond the policy")
         proposal = self.propose(state)
         if not self.guard:
             return Decision(proposal)
         candidates = [proposal]
         if state.current is not None:
             candidates.append(state.current)
-        candidates.extend(planner.plan(state).configuration for planner in self._fallback_planners())
+        candidates.extend(planner.plan(state).configuration for planner in self._guards)
         values = [predicted_goodput(state, c, self.guard_horizon) for c in candidates]
         best = int(np.argmax(values))  # ties go to the earliest: the proposal
-        return Decision(candidates[best], objective=float(values[best]))
+        overruled = best > 0 and candidates[best] != proposal
+        return Decision(candidates[best], objective=float(values[best]), overruled=overruled)
 
-    def _fallback_planners(self) -> list[Planner]:
-        if self._fallbacks is None:
-            from rlmig.planners import make_planner
 
-            self._fallbacks = [make_planner(name) for name in self.fallback_names]
-        return self._fallbacks
+def _make(name: str) -> Planner:
+    from rlmig.planners import make_planner  # rlmig.planners loads this module on first use
+
+    return make_planner(name)
