@@ -139,7 +139,7 @@ def _glance(evaluation: Evaluation, sweep: Sequence[SweepPoint]) -> list[str]:
                     f"than the planner of highest goodput, {top.planner} ({top.accuracy:.3f}), at SLO "
                     f"attainment {myopic.slo_attainment:.3f} against {top.slo_attainment:.3f}: its "
                     "objective is the goodput of the next interval only, so a retraining job is worth "
-                    "something to it only if it completes within that interval (the ILP has no value for "
+                    "something to it only if it completes within that interval (it has no value for "
                     "progress carried past its horizon)."
                 )
         fastest = sorted(summaries, key=lambda s: s.decision_ms_p99)
@@ -155,7 +155,12 @@ def _glance(evaluation: Evaluation, sweep: Sequence[SweepPoint]) -> list[str]:
             runs = [evaluation.select(s, planner, 0) for s in serve]
             if all(runs):
                 short = any(r[0].slo_attainment < 1 - 1e-9 for r in runs)
-                totals.append(f"{planner} {sum(r[0].gpus for r in runs):.0f}" + ("*" if short else ""))
+                deferred = sum(1 for r in runs if r[0].fallback_decisions)
+                totals.append(
+                    f"{planner} {sum(r[0].gpus for r in runs):.0f}"
+                    + ("*" if short else "")
+                    + (f" (its fallback planned {deferred} of them)" if deferred else "")
+                )
         bound = sum(lower_bounds(load_scenario_of(evaluation, s))["lp"] for s in serve)
         published = [PARVAGPU_GPUS.get(s) for s in serve]
         paper = f", ParvaGPU's paper {sum(published)}" if all(p is not None for p in published) else ""
@@ -169,7 +174,11 @@ def _glance(evaluation: Evaluation, sweep: Sequence[SweepPoint]) -> list[str]:
     if at_largest:
         lines.append(
             f"- At {largest} GPUs, decision latency p50: "
-            + ", ".join(f"{p.planner} {p.decision_ms_p50:,.1f} ms" for p in at_largest)
+            + ", ".join(
+                f"{p.planner} {p.decision_ms_p50:,.1f} ms"
+                + (" (by its fallback)" if p.fallback_decisions else "")
+                for p in at_largest
+            )
             + "."
         )
     return lines

@@ -79,6 +79,7 @@ class SweepPoint:
     optimal: int | None  # decisions proven optimal (planners that prove anything)
     decisions: int
     skipped: str | None = None
+    fallback_decisions: int = 0  # decisions a fallback planner made (rl beyond the policy's limits)
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -129,6 +130,7 @@ def latency_sweep(
                     float(ms.max()),
                     sum(proven) if proven else None,
                     len(ms),
+                    fallback_decisions=run.fallback_decisions,
                 )
             points.append(point)
             if on_point is not None:
@@ -165,6 +167,9 @@ def sweep_plot(
         if failed:
             sizes_failed = ", ".join(str(p.gpus) for p in failed)
             notes.append(f"{name} cannot run on {sizes_failed} GPUs ({failed[0].skipped})")
+        deferred = [p.gpus for p in done if p.fallback_decisions]
+        if deferred:
+            notes.append(f"{name} on {', '.join(map(str, deferred))} GPUs: decided by its fallback planner")
     ax.plot([], [], color="black", marker="o", label="p50")
     ax.plot([], [], color="black", linestyle=":", label="p99")
     sizes = sorted({p.gpus for p in points})
@@ -204,13 +209,16 @@ def sweep_table(points: Sequence[SweepPoint]) -> TableData:
             cell = f"{fmt_ms(point.decision_ms_p50)} / {fmt_ms(point.decision_ms_p99 or 0.0)}"
             if point.optimal is not None and point.optimal < point.decisions:
                 cell += f" ({point.decisions - point.optimal} not proven optimal)"
+            if point.fallback_decisions:
+                cell += " (fallback)"
             row.append(cell)
         rows.append(row)
     notes = [
         "Decision latency in ms, p50 / p99 over the first decisions of "
         "`cluster_workload(GPUs, min(8, GPUs))` "
         "(A100-80GB, diurnal tenants, every other one retraining); wall time per decision, model building "
-        "included. skipped: not run at that size (see the report's settings)."
+        "included. skipped: not run at that size (see the report's settings); (fallback): decided by "
+        "the planner's fallback (rl: a workload beyond the policy's limits)."
     ]
     failures = {p.planner: p.skipped for p in points if (p.skipped or "").startswith("failed")}
     notes += [f"cannot run: {name} {reason}." for name, reason in failures.items()]

@@ -313,3 +313,21 @@ def test_a_failing_planner_is_reported_and_the_rest_goes_on(tiny, monkeypatch: p
 def test_every_registered_planner_says_what_it_optimises() -> None:
     for name in usable_planners():
         assert build_planner(name).objective, name
+
+
+def test_the_rl_rows_count_overrules_and_name_the_fallback(tiny: tuple[Path, Path]) -> None:
+    dynamic, _ = tiny
+    big = resolve_scenario("parvagpu-slo6")  # 24 GPUs: beyond the shipped policy, parva decides
+    evaluation = evaluate([dynamic, big], ["rl", "parva"])
+    rl_dynamic, rl_big = evaluation.select(planner="rl")
+    assert rl_dynamic.fallback_decisions == 0 and rl_dynamic.guard_overrules is not None
+    assert rl_big.fallback_decisions == 1
+    assert evaluation.select(planner="parva")[0].guard_overrules is None  # no guard to count
+    table = evaluation.scenario_table("parvagpu-slo6")
+    assert {"overrules", "fallbacks"} <= set(table.columns)
+    row = table.rows[0]
+    assert row[0] == "rl (fallback parva: workload beyond the policy)"
+    assert row[table.columns.index("fallbacks")] == "1"
+    assert table.rows[1][table.columns.index("fallbacks")] == "-"
+    document = json.loads(json.dumps(evaluation.to_json()))
+    assert {r["fallback_decisions"] for r in document["results"] if r["planner"] == "rl"} == {0, 1}
