@@ -284,3 +284,19 @@ def test_nvml_without_a_driver_is_one_line(capsys, monkeypatch, files):
         err == "rlmig: error: nvmlInit: NVML_ERROR_LIBRARY_NOT_FOUND (12): "
         "no NVIDIA driver (libnvidia-ml.so) on this machine"
     )
+
+
+def test_a_torn_journal_tail_does_not_block_later_applies(capsys, files, tmp_path):
+    # A crash mid-write leaves a partial last line; the next applies must still succeed and leave a
+    # journal every line of which is JSON.
+    plan, current = hopper(files)
+    journal = tmp_path / "journal.jsonl"
+    argv = ["apply", plan, "--backend", "fake", "--current", current, "--allow-mode-change"]
+    assert run(capsys, *argv, "--journal", str(journal))[0] == 0
+    with journal.open("r+b") as f:
+        f.truncate(journal.stat().st_size - 10)
+    for _ in range(2):
+        code, _, err = run(capsys, *argv, "--journal", str(journal))
+        assert code == 0, err
+    lines = journal.read_text().splitlines()
+    assert all(json.loads(line) for line in lines) and json.loads(lines[-1])["status"] == "complete"

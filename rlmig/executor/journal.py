@@ -76,11 +76,15 @@ class Journal:
     def __init__(self, path: str | Path, *, fsync: bool = True) -> None:
         self.path = Path(path)
         self.fsync = fsync
+        self._checked = False  # whether the tail was checked for a torn line since this object began
 
     def write(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":")) + "\n"
         new = not self.path.exists()
         try:
+            if not self._checked:
+                self._cut_torn_tail()
+                self._checked = True
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(line)
                 f.flush()
@@ -94,6 +98,35 @@ class Journal:
                     os.close(fd)
         except OSError as exc:
             raise RlmigError(f"journal {self.path}: {exc.strerror or exc}") from None
+
+    def _cut_torn_tail(self) -> None:
+        """Drop a last line that a crash left without its newline: that record was never complete (a
+        write returns only once its whole line is flushed), and appending after it would fuse the next
+        record with it into a line that is not JSON."""
+        try:
+            with self.path.open("rb+") as f:
+                size = f.seek(0, os.SEEK_END)
+                if size == 0:
+                    return
+                f.seek(size - 1)
+                if f.read(1) == b"\n":
+                    return
+                keep = 0  # the end of the last complete line
+                step = 4096
+                position = size
+                while position > 0 and not keep:
+                    position = max(0, position - step)
+                    f.seek(position)
+                    chunk = f.read(min(step, size - position))
+                    newline = chunk.rfind(b"\n")
+                    if newline >= 0:
+                        keep = position + newline + 1
+                f.truncate(keep)
+                f.flush()
+                if self.fsync:
+                    os.fsync(f.fileno())
+        except FileNotFoundError:
+            return
 
     def begin(self, run: str, phase: str, plan: Transition) -> None:
         self.write(
