@@ -587,3 +587,32 @@ def test_mig_parted_leaves_gpus_whose_counts_match():
     target = Configuration.parse(A100, [["3g.40gb@0=gpt", "3g.40gb@4=bert"]])
     plan = MigPartedBackend(current=current).plan(target)
     assert {op.kind for op in plan.operations} == {"drain", "start"}
+
+
+def test_a_mode_change_on_a_busy_gpu_reports_the_drivers_activation_status():
+    # nvmlDeviceSetMigMode succeeds on a GPU that is not idle but leaves the change pending, saying so
+    # in its activation status (NVML_ERROR_IN_USE); the backend reports that, not a reset.
+    fake = FakeNvml("H100-80GB", 1, mig_enabled=False)
+    fake.nvmlInit()
+    fake.spawn(0, None, "someone")
+    h = fake.nvmlDeviceGetHandleByIndex(0)
+    assert fake.nvmlDeviceSetMigMode(h, pynvml.NVML_DEVICE_MIG_ENABLE) == pynvml.NVML_ERROR_IN_USE
+    assert fake.nvmlDeviceGetMigMode(h) == [0, 1]
+    backend = NvmlBackend(H100, fake, allow_mode_change=True)
+    note = backend.run(Operation("set_mig_mode", 0, mig_enabled=True))
+    assert note is not None and "pending while the GPU is in use (NVML_ERROR_IN_USE)" in note
+
+
+def test_a_library_that_does_not_match_the_driver_is_a_one_line_error(monkeypatch):
+    fake = FakeNvml("H100-80GB", 1)
+
+    def mismatch():
+        raise pynvml.NVMLLibraryMismatchError(
+            "Unversioned function called and the pyNVML version does not match"
+        )
+
+    monkeypatch.setattr(fake, "nvmlInit", mismatch)
+    with pytest.raises(
+        RlmigError, match=r"^nvmlInit: the NVML library does not match the driver \(Unversioned"
+    ):
+        NvmlBackend(H100, fake).read()

@@ -450,9 +450,11 @@ class FakeNvml:
         g = self._device(device)
         if mode not in (pynvml.NVML_DEVICE_MIG_DISABLE, pynvml.NVML_DEVICE_MIG_ENABLE):
             raise _error(pynvml.NVML_ERROR_INVALID_ARGUMENT)
-        if (g.gis or g.processes) and bool(mode) != g.mig_current:
+        if g.gis and bool(mode) != g.mig_current:
             raise _error(pynvml.NVML_ERROR_IN_USE)
         g.mig_pending = bool(mode)
+        if g.mig_current != g.mig_pending and g.processes:
+            return pynvml.NVML_ERROR_IN_USE  # the activation status: pending, the GPU is not idle
         if g.mig_current != g.mig_pending and g.reset_required:
             return pynvml.NVML_ERROR_RESET_REQUIRED  # the activation status: pending until a reset
         g.mig_current = g.mig_pending
@@ -718,6 +720,7 @@ for _name in dir(pynvml):
     if _name.startswith(("NVML_", "NVMLError", "c_nvml")) or _name in (
         "nvmlFriendlyObject",
         "nvmlExceptionClass",
+        "NVMLLibraryMismatchError",
     ):
         setattr(FakeNvml, _name, getattr(pynvml, _name))
 del _name

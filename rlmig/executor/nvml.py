@@ -103,17 +103,26 @@ class NvmlBackend:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        mismatch = getattr(self.nvml, "NVMLLibraryMismatchError", ())  # not an NVMLError subclass
         try:
             return fn(*args)
         except self.nvml.NVMLError as exc:
             code = int(exc.value)
+        except mismatch as exc:
+            raise RlmigError(
+                f"{what}: the NVML library does not match the driver ({exc or 'NVMLLibraryMismatchError'}); "
+                "install the libnvidia-ml.so of the running driver"
+            ) from None
         # Raised outside the handler: no __context__ (pynvml's NVMLError.__eq__ fails on other objects).
         name = self._error_names.get(code, f"NVML error {code}")
         hint = _HINTS.get(name)
         raise NvmlError(f"{what}: {name} ({code}){': ' + hint if hint else ''}", code, name)
 
     def _is(self, exc: NvmlError, name: str) -> bool:
-        return exc.code == getattr(self.nvml, name, None)
+        return self._is_code(exc.code, name)
+
+    def _is_code(self, code: int, name: str) -> bool:
+        return code == getattr(self.nvml, name, None)
 
     def open(self) -> NvmlBackend:
         """Initialise NVML (idempotent); `read` and `run` call it."""
@@ -346,12 +355,22 @@ class NvmlBackend:
             )
         mode = self.nvml.NVML_DEVICE_MIG_ENABLE if op.mig_enabled else self.nvml.NVML_DEVICE_MIG_DISABLE
         where = f"GPU {op.gpu}: {op.describe()}"
-        self._call(where, self.nvml.nvmlDeviceSetMigMode, device, mode)
+        # The call returns the activation status: NVML_SUCCESS (done), NVML_ERROR_RESET_REQUIRED (pending
+        # until a GPU reset) or NVML_ERROR_IN_USE (pending: processes still hold the GPU).
+        status = int(self._call(where, self.nvml.nvmlDeviceSetMigMode, device, mode) or 0)
+        device = self._device(op.gpu)  # a mode change may invalidate the handle: take it afresh
         current, _ = self._call(where, self.nvml.nvmlDeviceGetMigMode, device)
-        if current != mode:
+        if current == mode:
+            return None
+        name = self._error_names.get(status, f"status {status}")
+        if self._is_code(status, "NVML_ERROR_IN_USE"):
             return (
-                f"GPU {op.gpu}: MIG mode change to {state} is pending until a GPU reset "
-                "(NVML_ERROR_RESET_REQUIRED); "
+                f"GPU {op.gpu}: MIG mode change to {state} is pending while the GPU is in use ({name}); "
+                f"stop the processes on it, reset it (nvidia-smi -i {op.gpu} -r) and apply again"
+            )
+        if self._is_code(status, "NVML_ERROR_RESET_REQUIRED"):
+            return (
+                f"GPU {op.gpu}: MIG mode change to {state} is pending until a GPU reset ({name}); "
                 f"reset it (nvidia-smi -i {op.gpu} -r) and apply again"
             )
-        return None
+        return f"GPU {op.gpu}: MIG mode change to {state} is pending ({name}); apply again later"
