@@ -616,3 +616,18 @@ def test_a_library_that_does_not_match_the_driver_is_a_one_line_error(monkeypatc
         RlmigError, match=r"^nvmlInit: the NVML library does not match the driver \(Unversioned"
     ):
         NvmlBackend(H100, fake).read()
+
+
+def test_placements_are_read_into_an_array_sized_by_the_driver():
+    # The driver writes every possible placement it has, whatever the array's size; one that lists more
+    # than rlmig's data (here a made-up eighth 1g start) must not overflow the array.
+    fake = FakeNvml("H100-80GB", 1, extra_placements={"1g.10gb": (7,)})
+    backend = NvmlBackend(H100, fake)
+    inst = H100.instance("1g.10gb@3")
+    assert backend.run(Operation("create_gi", 0, inst)) is None
+    assert [o.instance for o in backend.read().gpus[0].instances] == [inst]
+    # Asked without an array, the driver gives the count only.
+    count = ctypes.c_uint(0)
+    h = fake.nvmlDeviceGetHandleByIndex(0)
+    fake.nvmlDeviceGetGpuInstancePossiblePlacements(h, inst.profile.id, None, ctypes.byref(count))
+    assert count.value == 8

@@ -22,7 +22,7 @@ journals, rolls back and recovers; `migparted` hands the target to nvidia-mig-pa
 """
 
 from rlmig.executor.executor import Applier, ApplyError, ApplyResult, Executor, OpBackend
-from rlmig.executor.fake import FakeCrash, FakeNvml, FakeTenantHooks
+from rlmig.executor.fake import FakeBufferOverflow, FakeCrash, FakeNvml, FakeTenantHooks
 from rlmig.executor.hooks import CommandHooks, NoopHooks, TenantHooks
 from rlmig.executor.journal import Journal, JournalRun
 from rlmig.executor.migparted import MigPartedBackend, rebuild_plan
@@ -37,6 +37,7 @@ __all__ = [
     "ApplyResult",
     "CommandHooks",
     "Executor",
+    "FakeBufferOverflow",
     "FakeCrash",
     "FakeNvml",
     "FakeTenantHooks",

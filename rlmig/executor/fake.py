@@ -57,6 +57,10 @@ _CI_SLICES = {index: slices for slices, index in CI_PROFILE_INDEX.items()}
 _NO_ID = 0xFFFFFFFF
 
 
+class FakeBufferOverflow(BaseException):
+    """The real driver would have written past the end of a caller's buffer (memory corruption)."""
+
+
 class FakeCrash(BaseException):
     """The executor's process 'died' (fault injection). Not an Exception: no handler catches it."""
 
@@ -178,8 +182,12 @@ class FakeNvml:
         *,
         mig_enabled: bool | Iterable[bool] = True,
         reset_required: bool | None = None,
+        extra_placements: dict[str, tuple[int, ...]] | None = None,
     ) -> None:
+        """`extra_placements`: per profile name, starts the driver lists among a profile's possible
+        placements beyond the GPU model's (a driver that knows more than rlmig's data); listed only."""
         self.gpu = gpu_model(gpu)
+        self.extra_placements = dict(extra_placements or {})
         enabled = [mig_enabled] * count if isinstance(mig_enabled, bool) else list(mig_enabled)
         if len(enabled) != count:
             raise RlmigError(f"mig_enabled names {len(enabled)} GPUs, not {count}")
@@ -514,13 +522,18 @@ class FakeNvml:
         g = self._device(device)
         self._require_mig(g)
         p = self._profile_by_id(profileId)
-        count = _deref(countRef)
-        if placementsRef is not None and len(placementsRef) < len(p.starts):
-            count.value = len(p.starts)
-            raise _error(pynvml.NVML_ERROR_INSUFFICIENT_SIZE)
-        for n, start in enumerate(p.starts if placementsRef is not None else ()):
-            placementsRef[n].start, placementsRef[n].size = start, p.slots
-        count.value = len(p.starts)
+        starts = (*p.starts, *self.extra_placements.get(p.name, ()))
+        count = _deref(countRef)  # output only: the driver does not read it
+        if placementsRef is not None:
+            if len(placementsRef) < len(starts):
+                # The driver writes every placement it has: past the end of a short buffer.
+                raise FakeBufferOverflow(
+                    f"nvmlDeviceGetGpuInstancePossiblePlacements would write {len(starts)} placements into "
+                    f"a buffer of {len(placementsRef)}"
+                )
+            for n, start in enumerate(starts):
+                placementsRef[n].start, placementsRef[n].size = start, p.slots
+        count.value = len(starts)
         return pynvml.NVML_SUCCESS
 
     def _create_gi(self, g: _Gpu, p: Profile, start: int) -> Any:

@@ -296,17 +296,14 @@ class NvmlBackend:
             return self._set_mig_mode(op, device)
         assert inst is not None
         if op.kind == "create_gi":
-            placements = (nvml.c_nvmlGpuInstancePlacement_t * len(inst.profile.starts))()
-            count = ctypes.c_uint(len(placements))
             self._profile_info(op.gpu, device, inst.profile)
-            self._call(
-                where,
-                nvml.nvmlDeviceGetGpuInstancePossiblePlacements,
-                device,
-                inst.profile.id,
-                placements,
-                ctypes.byref(count),
-            )
+            # `count` is output only and the driver writes every placement it has: ask for the count
+            # first (a NULL array), then size the array from it (as go-nvml does).
+            count = ctypes.c_uint(0)
+            find = nvml.nvmlDeviceGetGpuInstancePossiblePlacements
+            self._call(where, find, device, inst.profile.id, None, ctypes.byref(count))
+            placements = (nvml.c_nvmlGpuInstancePlacement_t * max(count.value, 1))()
+            self._call(where, find, device, inst.profile.id, placements, ctypes.byref(count))
             possible = {(placements[n].start, placements[n].size) for n in range(count.value)}
             if (inst.start, inst.profile.slots) not in possible:
                 starts = ", ".join(str(s) for s, _ in sorted(possible))
