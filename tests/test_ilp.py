@@ -313,6 +313,19 @@ def test_the_burst_case_gives_spare_capacity_to_tenants_instead_of_leaving_it_id
         IlpPlanner(burst=(1.0, 2.0))
 
 
+def test_a_node_brought_up_gives_every_slice_an_owner():
+    # Nothing in place: creating instances changes nothing that runs, so spare slices go to tenants
+    # (load beyond any case the model weighs) instead of staying unpartitioned.
+    workload = small_workload(gpus=3, samples=1e9, rate_a=30.0, rate_b=15.0)
+    sim = Simulator(workload)
+    decision = IlpPlanner(gap=0.0, time_limit=None).plan(
+        state_at(sim, 0, sim.initial_state(), None, workload.rates[0])
+    )
+    for g in decision.configuration.gpus:
+        assert sum(i.profile.compute for i in g.layout.instances) == workload.gpu.compute_slices
+        assert all(owner is not None for owner in g.owners)
+
+
 def test_the_myopic_variant_is_named_apart():
     assert make_planner("ilp").name == "ilp"
     assert make_planner("ilp-myopic").name == "ilp-myopic"

@@ -41,7 +41,8 @@ The objective the planner reports is the solver's: expected goodput over the pla
 forecast (requests), not the simulated goodput of the run. With one step it equals the simulator's
 goodput of the plan averaged over the rate cases (tested against brute force without the burst case,
 and with it) except when a job completes in the interval under a capacity shortfall (then it is an
-upper bound). Tiny penalties on changed and owned instances break ties towards stability.
+upper bound). Ties break towards fewer changed instances, then more inference capacity (spare instances
+serve a burst beyond every case weighed; a node brought up changes nothing that runs).
 """
 
 from __future__ import annotations
@@ -467,14 +468,27 @@ class DynamicModel:
                     self.problem += pulp.lpSum(jobs) <= 1  # one retraining instance per job
             self._tenant_goodput(t, first)
 
-        # Objective: goodput, then fewer changes and fewer owned instances (tie-breaking).
+        # Objective: goodput, then fewer changes and more capacity (tie-breaking). Bringing a node up
+        # (nothing in place) changes nothing that runs.
         arrivals = max(float((self.rates.sum(axis=1) * np.array(self.seconds)).sum()), 1.0)
-        changes = pulp.lpSum(new0.values()) + pulp.lpSum(
+        bring_up = self.state.current is None
+        changes = (0 if bring_up else pulp.lpSum(new0.values())) + pulp.lpSum(
             self.new[k][key] - v for k in range(1, len(self.steps)) for key, v in self.kept[k].items()
         )
-        owned_count = pulp.lpSum(e for owned in self.owned for e in owned.values())
+        # Inference capacity counts a little for itself (spare capacity serves load beyond any case the
+        # model weighs: 1e-5 of a request per request/s-second), owned retraining instances a little
+        # against (a job's instance is worth only its progress).
+        capacity = pulp.lpSum(
+            self.seconds[k] * float(sim.serve_rate[key[1], key[0]]) * e
+            for k, step in enumerate(self.owned)
+            for key, e in step.items()
+            if key[2] == INFERENCE
+        )
+        retraining = pulp.lpSum(e for step in self.owned for key, e in step.items() if key[2] == RETRAINING)
         self.goodput_expr = pulp.lpSum(self.goodput.values())
-        self.problem += self.goodput_expr - 1e-6 * arrivals * changes - 1e-8 * arrivals * owned_count
+        self.problem += (
+            self.goodput_expr - 1e-6 * arrivals * changes + 1e-5 * capacity - 1e-8 * arrivals * retraining
+        )
 
     # -- per-tenant terms -------------------------------------------------------------------------
 
