@@ -242,3 +242,18 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, monkeypatch, args, messa
     assert main(["agent", "--workload", str(path), *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rlmig: error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_series_seen_for_the_first_time_is_a_baseline_not_an_increase():
+    # A model loaded between two scrapes appears with its whole cumulative count (here 30000 requests
+    # served since its server started); only what it gains after that is load.
+    before = '# TYPE nv_inference_request_success counter\nnv_inference_request_success{model="detect"} 100\n'
+    appears = before + 'nv_inference_request_success{model="qa"} 30000\n'
+    later = appears.replace("100", "160").replace("30000", "30300")
+    scrapes = Scrapes(before, before, appears, later)
+    source = _source(scrapes)
+    assert source.read() == {"detect": 0.0, "qa": 0.0, "idle": 0.0}
+    scrapes.now += 10
+    assert source.read() == {"detect": 0.0, "qa": 0.0, "idle": 0.0}  # qa: a baseline, not 3000 req/s
+    scrapes.now += 10
+    assert source.read() == {"detect": 6.0, "qa": 30.0, "idle": 0.0}

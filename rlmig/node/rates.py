@@ -19,7 +19,8 @@ reads once per interval, at the interval's end), and raises `RatesUnavailable` w
   federation endpoint) and takes the metric named `metric` (default Triton's
   ``nv_inference_request_success``) with the label `label` naming the tenant (default ``model``).
   A counter's rate is its increase over the elapsed time between two scrapes, summed over the series of
-  a tenant (model versions, GPUs); a series that went down was reset and counts from zero, as in
+  a tenant (model versions, GPUs); a series that went down was reset and counts from zero, and a
+  series seen for the first time is a baseline (its cumulative value is not an increase), as in
   PromQL's ``rate()``. A gauge is taken as a rate already (a recording rule's output). The first read
   scrapes twice, `prime_s` apart, to have a first increase. A tenant without any series (its model is
   not loaded, so nothing serves it) has rate 0.
@@ -221,8 +222,10 @@ class PrometheusRates:
         elapsed = now - then
         if elapsed <= 0:
             raise RatesUnavailable(f"{self.url}: no time passed since the last scrape")
+        # A series seen for the first time is a baseline (its value counts everything since its server
+        # started); one that went down was reset and counts from zero.
         increase = {
-            key: value - before[key] if key in before and value >= before[key] else value
+            key: (value - before[key] if value >= before[key] else value) if key in before else 0.0
             for key, value in series.items()
         }
         return self._per_tenant({k: v / elapsed for k, v in increase.items()})
