@@ -241,11 +241,12 @@ def test_fake_enforces_placement_rules_with_pynvml_errors():
     fake.spawn(0, A100_40("3g.20gb@4"), "bert")
     with pytest.raises(pynvml.NVMLError_InUse):  # a process runs
         fake.nvmlComputeInstanceDestroy(ci)
-    mig = fake.nvmlDeviceGetMigDeviceHandleByIndex(h, 0)
+    gi_id = fake.nvmlGpuInstanceGetInfo(gi).id
+    mig = fake.nvmlDeviceGetMigDeviceHandleByIndex(h, 0)  # the only GPU instance with a compute one
     assert [p.pid for p in fake.nvmlDeviceGetComputeRunningProcesses(mig)] == [
-        fake.gpus[0].gis[1].cis[0].processes[0].pid
+        fake.gpus[0].gis[gi_id].cis[0].processes[0].pid
     ]
-    assert fake.nvmlDeviceGetGpuInstanceId(mig) == 1 and fake.nvmlDeviceGetComputeInstanceId(mig) == 0
+    assert fake.nvmlDeviceGetGpuInstanceId(mig) == gi_id and fake.nvmlDeviceGetComputeInstanceId(mig) == 0
     with pytest.raises(pynvml.NVMLError_NotFound):
         fake.nvmlDeviceGetMigDeviceHandleByIndex(h, 3)
     fake.kill(0, A100_40("3g.20gb@4"))
@@ -301,10 +302,11 @@ def test_backend_reads_back_placements_ids_and_processes():
     )
     state = NvmlBackend(A100, fake).read()
     g0, g1 = state.gpus
-    assert [(str(o.instance), o.gi_id, o.ci_ids, len(o.pids)) for o in g0.instances] == [
-        ("4g.40gb@0", 1, (0,), 1),
-        ("1g.10gb@6", 2, (0,), 0),
+    assert [(str(o.instance), o.ci_ids, len(o.pids)) for o in g0.instances] == [
+        ("4g.40gb@0", (0,), 1),
+        ("1g.10gb@6", (0,), 0),
     ]
+    assert len({o.gi_id for o in g0.instances}) == 2  # whatever IDs the driver gave
     assert not g1.mig_enabled and len(g1.pids) == 1
     assert state.incomplete() == set()
     backend = NvmlBackend(A100, fake)
@@ -631,3 +633,16 @@ def test_placements_are_read_into_an_array_sized_by_the_driver():
     h = fake.nvmlDeviceGetHandleByIndex(0)
     fake.nvmlDeviceGetGpuInstancePossiblePlacements(h, inst.profile.id, None, ctypes.byref(count))
     assert count.value == 8
+
+
+def test_the_fake_hands_out_gpu_instance_ids_in_no_predictable_order():
+    # The real driver does not promise the lowest free ID; nothing in rlmig may rely on one.
+    ids = []
+    for seed in range(5):
+        fake = FakeNvml("A100-80GB", 1, seed=seed)
+        fake.nvmlInit()
+        h = fake.nvmlDeviceGetHandleByIndex(0)
+        placement = fake.c_nvmlGpuInstancePlacement_t(0, 1)
+        gi = fake.nvmlDeviceCreateGpuInstanceWithPlacement(h, 19, ctypes.byref(placement))
+        ids.append(fake.nvmlGpuInstanceGetInfo(gi).id)
+    assert len(set(ids)) > 1 and ids != [1] * 5

@@ -4,6 +4,7 @@ output, and one-line errors with exit code 2."""
 from __future__ import annotations
 
 import json
+import re
 
 import pynvml
 import pytest
@@ -106,14 +107,18 @@ def test_dry_run_prints_the_operations_and_nvidia_smi_commands(capsys, files):
     ]
     assert "note: MIG mode changes need --allow-mode-change" in lines
     commands = lines[lines.index("nvidia-smi commands (as root):") + 1 :]
+    # GPU instance IDs are the driver's (read back from the node), whatever they are
+    ids = [re.search(r"-gi (\d+)", c) for c in commands]
+    assert ids[1] and ids[2] and ids[1][1] == ids[2][1] and ids[5] and ids[6] and ids[5][1] == ids[6][1]
+    commands = [re.sub(r"-gi \d+", "-gi N", c) for c in commands]
     assert commands == [
         "  # GPU 0: drain gpt from 2g.20gb@4 (tenant hook)",
-        "  nvidia-smi mig -i 0 -dci -gi 2 -ci 0",
-        "  nvidia-smi mig -i 0 -dgi -gi 2",
+        "  nvidia-smi mig -i 0 -dci -gi N -ci 0",
+        "  nvidia-smi mig -i 0 -dgi -gi N",
         "  nvidia-smi mig -i 0 -cgi 9:4 -C",
         "  # GPU 0: start bert:retraining on 3g.40gb@4 (tenant hook)",
-        "  nvidia-smi mig -i 1 -dci -gi 1 -ci 0",
-        "  nvidia-smi mig -i 1 -dgi -gi 1",
+        "  nvidia-smi mig -i 1 -dci -gi N -ci 0",
+        "  nvidia-smi mig -i 1 -dgi -gi N",
         "  nvidia-smi -i 1 -mig 0",
         "  # GPU 1: start resnet on the whole GPU (tenant hook)",
         "  # GPU 0: drain bert from 4g.40gb@0 (tenant hook)",

@@ -22,8 +22,9 @@ Usage::
 ctypes pointers, arrays and counts are filled through ctypes as the real library does), the same
 constants, and errors raised as ``pynvml.NVMLError`` subclasses with the real codes. The rules come from
 `rlmig.geometry`: profile index constant -> profile ID per GPU model, valid placements, maximum counts,
-compute slices. GPU instances get IDs the way the driver hands them out (the lowest free one), so IDs
-are reused after a destroy; `serial` tells instances apart across that.
+compute slices. GPU instances get IDs as unpredictable as the driver's (any free one, drawn from a
+generator seeded with `seed`), and an ID may be reused after a destroy; `serial` tells instances apart
+across that.
 
 Beyond NVML it runs processes on instances (`spawn`, `kill`, used by `FakeTenantHooks`), resets a GPU
 (`reset`), and injects faults: `fail` (the n-th call of a function raises an NVML error),
@@ -38,6 +39,7 @@ import contextlib
 import ctypes
 import functools
 import itertools
+import random
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -183,11 +185,13 @@ class FakeNvml:
         mig_enabled: bool | Iterable[bool] = True,
         reset_required: bool | None = None,
         extra_placements: dict[str, tuple[int, ...]] | None = None,
+        seed: int = 0,
     ) -> None:
         """`extra_placements`: per profile name, starts the driver lists among a profile's possible
         placements beyond the GPU model's (a driver that knows more than rlmig's data); listed only."""
         self.gpu = gpu_model(gpu)
         self.extra_placements = dict(extra_placements or {})
+        self._ids = random.Random(seed)  # GPU instance IDs (`seed`: which ones)
         enabled = [mig_enabled] * count if isinstance(mig_enabled, bool) else list(mig_enabled)
         if len(enabled) != count:
             raise RlmigError(f"mig_enabled names {len(enabled)} GPUs, not {count}")
@@ -369,7 +373,8 @@ class FakeNvml:
     # -- internals --------------------------------------------------------------------------
 
     def _new_gi(self, g: _Gpu, inst: Instance) -> _Gi:
-        gi_id = next(i for i in itertools.count(1) if i not in g.gis)
+        # The driver's GPU instance IDs follow no rule a caller may rely on: any free one of 1 .. 14.
+        gi_id = self._ids.choice([i for i in range(1, 15) if i not in g.gis])
         gi = _Gi(gi_id, inst.profile, inst.start, 0, next(self._serials))
         gi.key = self._register(gi)
         g.gis[gi_id] = gi

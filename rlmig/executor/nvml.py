@@ -7,8 +7,8 @@ Usage::
     >>> backend = NvmlBackend("A100-80GB", fake)
     >>> backend.run(Operation("create_gi", 0, backend.gpu.instance("3g.40gb@4")))
     >>> backend.run(Operation("create_ci", 0, backend.gpu.instance("3g.40gb@4")))
-    >>> [(str(o.instance), o.gi_id, o.ci_ids) for o in backend.read().gpus[0].instances]
-    [('3g.40gb@4', 1, (0,))]
+    >>> [(str(o.instance), o.gi_id > 0, o.ci_ids) for o in backend.read().gpus[0].instances]
+    [('3g.40gb@4', True, (0,))]
 
 The backend takes the NVML module as a parameter (default: ``import pynvml``), so the same code runs
 against the in-memory `rlmig.executor.fake.FakeNvml`. The calls are those of DESIGN.md §2: profiles by
