@@ -646,3 +646,48 @@ def test_the_fake_hands_out_gpu_instance_ids_in_no_predictable_order():
         gi = fake.nvmlDeviceCreateGpuInstanceWithPlacement(h, 19, ctypes.byref(placement))
         ids.append(fake.nvmlGpuInstanceGetInfo(gi).id)
     assert len(set(ids)) > 1 and ids != [1] * 5
+
+
+class LateDrain(FakeTenantHooks):
+    """A drain hook that returns at once; the tenant's processes exit only `polls` reads later
+    (never, with None)."""
+
+    def __init__(self, fake: FakeNvml, polls: int | None) -> None:
+        super().__init__(fake)
+        self.polls = polls
+        self.draining: list[tuple[int, object, str]] = []
+        read = fake.nvmlDeviceGetComputeRunningProcesses
+
+        def processes(handle):
+            if self.polls is not None:
+                if self.polls <= 0:
+                    for gpu, instance, tag in self.draining:
+                        fake.kill(gpu, instance, tag)
+                    self.draining.clear()
+                self.polls -= 1
+            return read(handle)
+
+        fake.nvmlDeviceGetComputeRunningProcesses = processes
+
+    def drain(self, gpu, instance, owner):
+        self.draining.append((gpu, instance, str(owner)))
+
+
+def test_a_new_owner_starts_only_once_the_instance_is_empty():
+    current = Configuration.parse(A100, [["4g.40gb@0=bert", "3g.40gb@4=gpt"]])
+    target = Configuration.parse(A100, [["4g.40gb@0=gpt", "3g.40gb@4=bert"]])
+    waits: list[float] = []
+    # The drain returns before bert's processes exit: the start of gpt waits for them, then goes on.
+    fake = FakeNvml.from_configuration(current)
+    hooks = LateDrain(fake, polls=6)
+    executor = Executor(NvmlBackend(A100, fake), hooks=hooks, owners=current, sleep=waits.append)
+    assert executor.apply(target).status == "complete"
+    assert waits and all(len(tags) == 1 for tags in fake.tenants(0).values())
+    # They never exit: the apply stops before two tenants share an instance, and says so.
+    fake = FakeNvml.from_configuration(current)
+    executor = Executor(
+        NvmlBackend(A100, fake), hooks=LateDrain(fake, polls=None), owners=current, sleep=lambda s: None
+    )
+    with pytest.raises(ApplyError, match=r"still runs processes .* after its drain"):
+        executor.apply(target)
+    assert all(len(tags) == 1 for tags in fake.tenants(0).values())

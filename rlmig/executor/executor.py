@@ -26,7 +26,9 @@ its compute instance (half-built) is completed when the target keeps it and dest
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NoReturn, Protocol
@@ -35,7 +37,7 @@ from rlmig.configuration import Configuration
 from rlmig.errors import RlmigError
 from rlmig.executor.hooks import NoopHooks, TenantHooks
 from rlmig.executor.journal import Journal
-from rlmig.executor.nvml import ModeChangeRefused
+from rlmig.executor.nvml import InstanceBusyError, ModeChangeRefused
 from rlmig.executor.state import NodeState, OwnerBook
 from rlmig.executor.transition import Operation, Transition, plan_transition
 
@@ -118,8 +120,14 @@ class Executor:
         journal: Journal | str | Path | None = None,
         hooks: TenantHooks | None = None,
         owners: Configuration | None = None,
+        drain_wait_s: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """`drain_wait_s`: how long a new owner's start waits for the processes of the instance's
+        drained owner to exit (a drain hook may return before they do); `sleep` waits between reads."""
         self.backend = backend
+        self.drain_wait_s = drain_wait_s
+        self.sleep = sleep
         self.name = backend.name
         self.journal = Journal(journal) if isinstance(journal, str | Path) else journal
         self.hooks: TenantHooks = hooks or NoopHooks()
@@ -204,6 +212,7 @@ class Executor:
     def _execute(
         self, run: str, plan: Transition, book: OwnerBook, applied: list[Operation], pending: dict[int, str]
     ) -> None:
+        drained: set[tuple[int, object]] = set()  # MIG instances whose owner this run drained
         for seq, op in enumerate(plan.operations):
             if op.gpu in pending:
                 continue  # its MIG mode change waits for a reset: nothing more can happen on it
@@ -213,8 +222,12 @@ class Executor:
                 if op.kind == "drain":
                     assert op.owner is not None
                     self.hooks.drain(op.gpu, op.instance, op.owner)
+                    if op.instance is not None:
+                        drained.add((op.gpu, op.instance))
                 elif op.kind == "start":
                     assert op.owner is not None
+                    if (op.gpu, op.instance) in drained:
+                        self._wait_until_empty(op)
                     self.hooks.start(op.gpu, op.instance, op.owner)
                 else:
                     note = self.backend.run(op)
@@ -228,6 +241,25 @@ class Executor:
                 self.journal.done(run, seq)
             book.apply(op)
             applied.append(op)
+
+    def _wait_until_empty(self, op: Operation) -> None:
+        """Wait (up to `drain_wait_s`) for the instance of a start to run no process: its previous owner
+        was drained, but a drain hook may return before the processes exit, and two tenants must never
+        share an instance."""
+        waited, step = 0.0, 0.5
+        while True:
+            observed = self.backend.read().find(op.gpu, op.instance) if op.instance is not None else None
+            pids = observed.pids if observed is not None else ()
+            if not pids:
+                return
+            if waited >= self.drain_wait_s:
+                shown = ", ".join(map(str, pids[:5])) + (", ..." if len(pids) > 5 else "")
+                raise InstanceBusyError(
+                    f"GPU {op.gpu}: {op.instance} still runs processes {shown} {self.drain_wait_s:g} s "
+                    f"after its drain: not starting {op.owner} there"
+                )
+            self.sleep(step)
+            waited += step
 
     def _fail(
         self, run: str, plan: Transition, book: OwnerBook, applied: list[Operation], exc: Exception
