@@ -32,11 +32,14 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from rlmig.configuration import Configuration
+from rlmig.errors import RlmigError
 from rlmig.forecast import make_forecaster
 from rlmig.simulator import EncodedConfig, IntervalOutcome, RunResult, Simulator, TenantState
 from rlmig.workload import Workload
@@ -156,6 +159,47 @@ class DecisionLoop:
         tenants), so the first interval pays for what it changes; None: bring-up is free."""
         self.placed = config
         self.placed_encoded = self.simulator.encode(config) if config is not None else None
+
+    def snapshot(self) -> dict[str, object]:
+        """What a restarted loop needs to go on where this one is (`restore`): the interval it decides
+        next, the tenants' retraining state and the rates seen, as JSON."""
+        return {
+            "interval": self.k,
+            "tenants": list(self.workload.tenant_names),
+            "accuracy": self.tenants.accuracy.tolist(),
+            "progress": self.tenants.progress.tolist(),
+            "active": self.tenants.active.astype(bool).tolist(),
+            "history": [np.asarray(row, dtype=float).tolist() for row in self.history],
+        }
+
+    def restore(self, snapshot: Mapping[str, Any], placed: Configuration | None) -> None:
+        """Go on from a `snapshot` of a loop over the same tenants, with `placed` in place now (what the
+        node holds). The forecasters see the rates again; the accounting of earlier intervals is not
+        restored (it belongs to the process that ran them)."""
+        names = list(self.workload.tenant_names)
+        if list(snapshot.get("tenants", [])) != names:
+            raise RlmigError(
+                f"the saved state is for tenants {snapshot.get('tenants')}, the workload has {names}"
+            )
+        try:
+            n = len(names)
+            k = int(snapshot["interval"])
+            accuracy, progress, active = (
+                np.array(snapshot[key], dtype=float).reshape(n) for key in ("accuracy", "progress", "active")
+            )
+            history = [np.array(row, dtype=float).reshape(n) for row in snapshot["history"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RlmigError(f"the saved state is malformed ({type(exc).__name__}: {exc})") from None
+        if k < 0 or len(history) > k or not np.all(np.isfinite(accuracy)) or not np.all(progress >= 0):
+            raise RlmigError(
+                "the saved state is malformed (interval, history or retraining state out of range)"
+            )
+        self.k, self.history = k, history
+        self.tenants = TenantState(accuracy, progress, active.astype(bool))
+        for row in history:
+            for f, rate in zip(self.forecasters, row, strict=True):
+                f.update(float(rate))
+        self.bring_up(placed)
 
     def result(self) -> RunResult:
         """The accounted intervals as a run's result."""

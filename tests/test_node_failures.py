@@ -14,6 +14,7 @@ from pathlib import Path
 import pynvml
 import pytest
 
+from rlmig.errors import RlmigError
 from rlmig.executor import FakeNvml, FakeTenantHooks, Journal, NvmlBackend
 from rlmig.node import AgentMetrics, ExecutorNode, NodeAgent, RatesUnavailable, SimulatedRates, StopSignal
 from rlmig.planners import ClusterState, Decision, Planner, make_planner
@@ -243,3 +244,31 @@ def test_sigterm_exits_zero_from_the_command_line(tmp_path):
     assert code == 0, rest
     stopped = json.loads(rest.strip().splitlines()[-1])
     assert stopped["event"] == "stopped" and stopped["stop_requested"] and stopped["rounds"] == 1
+
+
+def test_a_restarted_agent_goes_on_with_its_tenants_retraining_state(tmp_path):
+    # detect retrains in windows of 4 intervals; stop the agent mid-window, start another on the same
+    # node with the same state file: it decides the next interval, with the job's progress so far.
+    workload = load_workload(write_workload(tmp_path))
+    fake = FakeNvml(workload.gpu, workload.gpu_count)
+    state = tmp_path / "journal.state.json"
+
+    def agent() -> NodeAgent:
+        node = ExecutorNode(NvmlBackend(workload.gpu, fake), hooks=FakeTenantHooks(fake), name="fake")
+        planner = make_planner("ilp", gap=1e-3, time_limit=None)  # window-aware: starts the job
+        return NodeAgent(workload, planner, node, SimulatedRates(workload), interval_s=0, state_path=state)
+
+    first = agent()
+    for _ in range(3):
+        first.round()
+    saved = first.loop.snapshot()
+    assert saved["interval"] == 3 and saved["progress"][0] > 0  # mid-window, the job under way
+    second = agent()
+    second.start()
+    assert second.loop.snapshot() == saved
+    # A state file for other tenants is a one-line error, not a silent fresh start.
+    doc = json.loads(state.read_text())
+    doc["loop"]["tenants"] = ["x", "y", "z"]
+    state.write_text(json.dumps(doc))
+    with pytest.raises(RlmigError, match=r"agent state .*: the saved state is for tenants \['x', 'y', 'z'\]"):
+        agent().start()

@@ -140,6 +140,14 @@ def _split_config_map(value: str | None) -> tuple[str, str] | None:
     help="nvml, fake: the executor's journal (recovered at start).",
 )
 @click.option(
+    "--state",
+    "state_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where the agent keeps its tenants' retraining state, to go on from after a restart "
+    "[default: beside --journal, as JOURNAL.state.json; none without --journal].",
+)
+@click.option(
     "--current",
     "current_file",
     type=click.Path(dir_okay=False),
@@ -194,6 +202,7 @@ def agent_command(
     metrics_port: int | None,
     metrics_address: str,
     journal_path: str | None,
+    state_file: str | None,
     current_file: str | None,
     drain_cmd: str | None,
     start_cmd: str | None,
@@ -264,6 +273,8 @@ def agent_command(
             max_stale_s=max_stale_s,
             metrics=metrics,
             stop=stop,
+            state_path=state_file
+            or (Path(journal_path).with_suffix(".state.json") if journal_path else None),
         )
         with _signals_stop(stop):
             agent.run(once=once)

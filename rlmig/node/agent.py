@@ -53,10 +53,13 @@ its journal run open for the next start's `recover()`).
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -73,6 +76,8 @@ from rlmig.node.rates import RateSource
 from rlmig.planners.base import Decision, Planner
 from rlmig.simulator import IntervalOutcome
 from rlmig.workload import Workload
+
+STATE_FORMAT = "rlmig-agent-state/1"
 
 log = logging.getLogger("rlmig.node")
 
@@ -117,7 +122,10 @@ class NodeAgent:
         stop: StopSignal | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        state_path: str | Path | None = None,
     ) -> None:
+        """`state_path`: a file where the agent keeps its tenants' retraining state after every round,
+        and from which a restarted agent goes on (see `save_state`)."""
         if planner.foresight:
             raise RlmigError(f"planner {planner.name} needs the true future; a node agent only has forecasts")
         self.workload = workload
@@ -136,6 +144,7 @@ class NodeAgent:
         self.rates_at: float | None = None
         self.records: list[RoundRecord] = []
         self.started = False
+        self.state_path = Path(state_path) if state_path is not None else None
         planner.reset(workload)
 
     # -- the node's configuration as the planner and the simulator see it ---------------------------
@@ -207,6 +216,7 @@ class NodeAgent:
                     operations=len(recovered.applied),
                 )
         config = require_gpus(self.node, self.workload.gpu, self.workload.gpu_count)
+        self._restore_state(self._ours(config))
         if self.interval_s > 0 and abs(self.interval_s - self.workload.interval_s) > 1e-9:
             event(
                 log,
@@ -226,6 +236,42 @@ class NodeAgent:
             interval_s=self.interval_s,
             node=str(self._ours(config)),
         )
+
+    def _restore_state(self, placed: Configuration) -> None:
+        """Go on from the saved state, if there is one (a restart: same window, same job progress)."""
+        if self.state_path is None or not self.state_path.exists():
+            return
+        where = f"agent state {self.state_path}"
+        try:
+            doc = json.loads(self.state_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RlmigError(
+                f"{where}: cannot read it ({_one_line(exc)}); remove it to start afresh"
+            ) from None
+        if (
+            not isinstance(doc, dict)
+            or doc.get("format") != STATE_FORMAT
+            or not isinstance(doc.get("loop"), dict)
+        ):
+            raise RlmigError(f"{where}: not an {STATE_FORMAT} file; remove it to start afresh")
+        try:
+            self.loop.restore(doc["loop"], placed)
+        except RlmigError as exc:
+            raise RlmigError(f"{where}: {exc}; remove it to start afresh") from None
+        event(log, "state_restored", path=str(self.state_path), interval=self.loop.k)
+
+    def save_state(self) -> None:
+        """Write the loop's snapshot (`DecisionLoop.snapshot`) to `state_path`, atomically (a temporary
+        file, fsync'd, renamed over the old one)."""
+        if self.state_path is None:
+            return
+        doc = {"format": STATE_FORMAT, "workload": self.workload.name, "loop": self.loop.snapshot()}
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            f.write(json.dumps(doc) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_path)
 
     def _observe(self, now: float) -> tuple[np.ndarray | None, bool, str | None]:
         """The rates of the interval just ended (held during an outage), whether fresh, and the error."""
@@ -280,6 +326,13 @@ class NodeAgent:
         record = self._decide(k, rates, fresh, forecast, stale, outcome, rate_error)
         self.records.append(record)
         self.metrics.interval.set(k)
+        try:
+            self.save_state()
+        except OSError as exc:
+            self.metrics.errors.inc(kind="state")
+            event(
+                log, "state_not_saved", level=logging.ERROR, path=str(self.state_path), error=_one_line(exc)
+            )
         return record
 
     def _decide(
