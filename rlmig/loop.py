@@ -117,17 +117,20 @@ class DecisionLoop:
         self.outcomes: list[IntervalOutcome] = []
         self.configurations: list[Configuration] = []  # in place during each accounted interval
 
-    def observe(self, rates: np.ndarray | None) -> IntervalOutcome | None:
+    def observe(self, rates: np.ndarray | None, downtime_s: float | None = None) -> IntervalOutcome | None:
         """Take the rates of interval k - 1 (None: none could be read; the interval is accounted with
         no load and the forecasters are not fed). Returns the accounting of interval k - 1 (None in
-        round 0)."""
+        round 0). `downtime_s`: what a changed instance really lost at the start of interval k - 1 (a
+        node's measured apply), instead of the workload's figure."""
         outcome = None
         observed = rates if rates is not None else np.zeros(len(self.workload.tenants))
         if self.k > 0:
             sim = self.simulator
             placed = self.placed or Configuration.empty(self.workload.gpu, self.workload.gpu_count)
             encoded = self.placed_encoded if self.placed is not None else sim.encode(placed)
-            outcome, self.tenants = sim.step(self.k - 1, self.tenants, encoded, self._before, observed)
+            outcome, self.tenants = sim.step(
+                self.k - 1, self.tenants, encoded, self._before, observed, downtime_s
+            )
             self.outcomes.append(outcome)
             self.configurations.append(placed)
             self.history.append(observed)

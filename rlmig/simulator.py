@@ -33,7 +33,7 @@ Usage::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -287,10 +287,16 @@ class Simulator:
         config: EncodedConfig,
         previous: EncodedConfig | None,
         rates: np.ndarray,
+        downtime_s: float | None = None,
     ) -> tuple[IntervalOutcome, TenantState]:
-        """Simulate interval `index` under `config` (coming from `previous`); returns a new state."""
+        """Simulate interval `index` under `config` (coming from `previous`); returns a new state.
+        `downtime_s` replaces the workload's downtime of a changed instance for this interval (a
+        node agent accounts what its apply really took)."""
         n = len(self.workload.tenants)
         dt = self.workload.interval_s
+        dynamics = self.dynamics
+        if downtime_s is not None:
+            dynamics = replace(dynamics, downtime_s=min(max(float(downtime_s), 0.0), dt))
 
         start = self.window_start(index, state)
         accuracy, progress, active = start.accuracy, start.progress, start.active
@@ -298,14 +304,14 @@ class Simulator:
         owned = config.tenant >= 0
         changed = changed_instances(config, previous)
         tenant = np.where(owned, config.tenant, 0)
-        up = self.dynamics.uptime(changed)  # share of the interval each instance works
+        up = dynamics.uptime(changed)  # share of the interval each instance works
 
         capacity = np.bincount(tenant, weights=config.serve_rate * up, minlength=n)
         served = np.minimum(rates, capacity)
 
         steady = np.bincount(tenant, weights=config.train * ~changed, minlength=n)
         delayed = np.bincount(tenant, weights=config.train * changed, minlength=n)
-        gain, completes, finish = self.dynamics.job_progress(self.samples - progress, steady, delayed, active)
+        gain, completes, finish = dynamics.job_progress(self.samples - progress, steady, delayed, active)
         mean_accuracy = np.where(
             completes, (finish * accuracy + (dt - finish) * self.accuracy_after) / dt, accuracy
         )

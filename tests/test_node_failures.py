@@ -18,6 +18,7 @@ from rlmig.errors import RlmigError
 from rlmig.executor import FakeNvml, FakeTenantHooks, Journal, NvmlBackend
 from rlmig.node import AgentMetrics, ExecutorNode, NodeAgent, RatesUnavailable, SimulatedRates, StopSignal
 from rlmig.planners import ClusterState, Decision, Planner, make_planner
+from rlmig.simulator import Simulator
 from rlmig.workload import load_workload
 from tests.test_node_e2e import SHIFT, fake_agent, write_workload
 
@@ -272,3 +273,39 @@ def test_a_restarted_agent_goes_on_with_its_tenants_retraining_state(tmp_path):
     state.write_text(json.dumps(doc))
     with pytest.raises(RlmigError, match=r"agent state .*: the saved state is for tenants \['x', 'y', 'z'\]"):
         agent().start()
+
+
+def test_the_agent_accounts_each_apply_with_the_time_it_took(tmp_path):
+    # Every apply takes 12 s of (fake) wall time where the workload says 5: the changed instances of the
+    # interval after it are accounted as down for 12 s, and the logs say both.
+    workload = load_workload(write_workload(tmp_path))
+    now = [0.0]
+    agent, _ = fake_agent(
+        workload,
+        make_planner("ilp-myopic", gap=0.0, time_limit=None),
+        clock=lambda: now[0],
+        measure_downtime=True,
+    )
+    apply = agent.node.apply
+
+    def slow(target):
+        now[0] += 12.0
+        return apply(target)
+
+    agent.node.apply = slow
+    for _ in range(SHIFT + 3):
+        agent.round()
+    assert any(o.reconfigured for o in agent.outcomes[1:])
+    sim = Simulator(workload)
+    state, previous = sim.initial_state(), None
+    for outcome, config in zip(agent.outcomes, agent.configurations, strict=True):
+        expected, state = sim.step(outcome.index, state, sim.encode(config), previous, outcome.rate, 12.0)
+        assert float(expected.goodput.sum()) == pytest.approx(float(outcome.goodput.sum()))
+        previous = sim.encode(config)
+    # The workload's 5 s would have counted more goodput for the same configurations.
+    state, previous, configured = sim.initial_state(), None, 0.0
+    for outcome, config in zip(agent.outcomes, agent.configurations, strict=True):
+        expected, state = sim.step(outcome.index, state, sim.encode(config), previous, outcome.rate)
+        configured += float(expected.goodput.sum())
+        previous = sim.encode(config)
+    assert configured > sum(float(o.goodput.sum()) for o in agent.outcomes)

@@ -140,6 +140,14 @@ def _split_config_map(value: str | None) -> tuple[str, str] | None:
     help="nvml, fake: the executor's journal (recovered at start).",
 )
 @click.option(
+    "--downtime",
+    "downtime_mode",
+    type=click.Choice(["measured", "configured"]),
+    default=None,
+    help="The downtime a changed instance is accounted with: the wall time of the apply, or the "
+    "workload's downtime_s [default: measured; configured with --backend fake].",
+)
+@click.option(
     "--state",
     "state_file",
     type=click.Path(dir_okay=False),
@@ -202,6 +210,7 @@ def agent_command(
     metrics_port: int | None,
     metrics_address: str,
     journal_path: str | None,
+    downtime_mode: str | None,
     state_file: str | None,
     current_file: str | None,
     drain_cmd: str | None,
@@ -275,6 +284,8 @@ def agent_command(
             stop=stop,
             state_path=state_file
             or (Path(journal_path).with_suffix(".state.json") if journal_path else None),
+            measure_downtime=(downtime_mode or ("configured" if backend == "fake" else "measured"))
+            == "measured",
         )
         with _signals_stop(stop):
             agent.run(once=once)

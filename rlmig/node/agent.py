@@ -123,9 +123,12 @@ class NodeAgent:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         state_path: str | Path | None = None,
+        measure_downtime: bool = False,
     ) -> None:
         """`state_path`: a file where the agent keeps its tenants' retraining state after every round,
-        and from which a restarted agent goes on (see `save_state`)."""
+        and from which a restarted agent goes on (see `save_state`). `measure_downtime`: account an
+        interval's changed instances with the wall time its apply really took, not the workload's
+        `downtime_s` (both are logged with each interval)."""
         if planner.foresight:
             raise RlmigError(f"planner {planner.name} needs the true future; a node agent only has forecasts")
         self.workload = workload
@@ -145,6 +148,8 @@ class NodeAgent:
         self.records: list[RoundRecord] = []
         self.started = False
         self.state_path = Path(state_path) if state_path is not None else None
+        self.measure_downtime = measure_downtime
+        self.apply_s: float | None = None  # wall time of the last round's apply (None: nothing applied)
         planner.reset(workload)
 
     # -- the node's configuration as the planner and the simulator see it ---------------------------
@@ -301,9 +306,12 @@ class NodeAgent:
         k, names = self.loop.k, self.workload.tenant_names
         now = self.clock()
         rates, fresh, rate_error = self._observe(now)
-        outcome = self.loop.observe(rates)  # accounts interval k - 1 (no load during an outage)
+        # accounts interval k - 1 (no load during an outage), its changes at what they really cost
+        downtime = self.apply_s if self.measure_downtime else None
+        outcome = self.loop.observe(rates, downtime_s=downtime)
+        self.apply_s = None
         if outcome is not None:
-            self._report_interval(outcome, self.loop.configurations[-1])
+            self._report_interval(outcome, self.loop.configurations[-1], downtime)
         if rates is not None:
             for name, rate in zip(names, rates, strict=True):
                 self.metrics.rate.set(float(rate), tenant=name)
@@ -407,13 +415,17 @@ class NodeAgent:
         applied: ApplyResult | None = None
         placed = current
         if target != Configuration(node_config.gpu, node_config.gpus[: self.workload.gpu_count]):
+            began = self.clock()
             try:
                 applied = self.node.apply(target)
+                self.apply_s = self.clock() - began
+                self.metrics.apply_seconds.observe(self.apply_s)
                 placed = self._ours(applied.state if applied.state is not None else self.node.read())
                 result = "applied"
             except AgentStopped:
                 raise
             except Exception as exc:
+                self.apply_s = self.clock() - began  # rolled back or stopped: its instances were down too
                 self.metrics.errors.inc(kind="apply")
                 result, error = "apply_error", _one_line(exc)
                 placed = self._reread(exc, current)
@@ -500,7 +512,9 @@ class NodeAgent:
         self.metrics.predicted_ratio.set(goodput / arrivals if arrivals else 1.0)
         return goodput
 
-    def _report_interval(self, outcome: IntervalOutcome, placed: Configuration) -> None:
+    def _report_interval(
+        self, outcome: IntervalOutcome, placed: Configuration, downtime_s: float | None = None
+    ) -> None:
         m, names = self.metrics, self.workload.tenant_names
         arrivals = float(outcome.rate.sum()) * self.workload.interval_s
         m.goodput.inc(float(outcome.goodput.sum()))
@@ -517,6 +531,10 @@ class NodeAgent:
             goodput=float(outcome.goodput.sum()),
             arrivals=arrivals,
             reconfigured=outcome.reconfigured,
+            # the downtime a changed instance was charged: the apply's measured wall time, or the
+            # workload's figure (configured_downtime_s)
+            downtime_s=self.workload.downtime_s if downtime_s is None else round(downtime_s, 3),
+            configured_downtime_s=self.workload.downtime_s,
             configuration=configuration_json(placed),
             tenants=outcome.to_json(names, self.workload.interval_s)["tenants"],
         )

@@ -185,6 +185,9 @@ class AgentMetrics:
             ("planner", "decided_by"),
         )
         self.decision_seconds = r.histogram("rlmig_agent_decision_seconds", "Planner wall time per decision.")
+        self.apply_seconds = r.histogram(
+            "rlmig_agent_apply_seconds", "Wall time of each successful apply (the measured downtime)."
+        )
         self.reconfigured = r.counter(
             "rlmig_agent_reconfigured_instances_total", "Instances created or given a new owner."
         )
