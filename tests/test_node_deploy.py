@@ -97,7 +97,7 @@ def test_daemonset_runs_the_agent_as_the_cli_understands_it():
     context = agent_command.make_context("agent", list(container["args"]))  # parses and checks every option
     params = context.params
     assert params["backend"] == "nvml" and params["metrics_port"] == 9410
-    assert params["rates_spec"].startswith("prometheus:http")
+    assert params["rates_spec"].startswith("promql:http")  # the Prometheus server, not a Service of pods
 
     # GPU access: NVIDIA runtime, privileged (MIG management), host PIDs (NVML's processes), GPU nodes.
     assert pod["runtimeClassName"] == "nvidia" and pod["hostPID"] is True

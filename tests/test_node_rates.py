@@ -4,8 +4,10 @@ one-line errors."""
 
 from __future__ import annotations
 
+import json
 import math
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -15,6 +17,7 @@ from rlmig.errors import RlmigError
 from rlmig.node import (
     FileRates,
     PrometheusRates,
+    PromqlRates,
     RatesUnavailable,
     SimulatedRates,
     make_rate_source,
@@ -257,3 +260,70 @@ def test_a_series_seen_for_the_first_time_is_a_baseline_not_an_increase():
     assert source.read() == {"detect": 0.0, "qa": 0.0, "idle": 0.0}  # qa: a baseline, not 3000 req/s
     scrapes.now += 10
     assert source.read() == {"detect": 6.0, "qa": 30.0, "idle": 0.0}
+
+
+class FakePrometheus:
+    """A Prometheus HTTP API on loopback: answers /api/v1/query with the queued responses, keeping the
+    queries it was asked, and 400 with an error, as Prometheus does, for a query it cannot parse."""
+
+    def __init__(self, *responses: dict) -> None:
+        self.responses = list(responses)
+        self.queries: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parsed = urllib.parse.urlparse(self.path)
+                query = urllib.parse.parse_qs(parsed.query).get("query", [""])[0]
+                outer.queries.append(query)
+                if parsed.path != "/api/v1/query":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                doc = outer.responses.pop(0)
+                self.send_response(400 if doc.get("status") == "error" else 200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(json.dumps(doc).encode())
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _vector(*samples: tuple[dict, str]) -> dict:
+    result = [{"metric": metric, "value": [1700000000.0, value]} for metric, value in samples]
+    return {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+
+def test_promql_rates_from_the_prometheus_http_api(tmp_path):
+    server = FakePrometheus(
+        _vector(({"model": "detect"}, "12.5"), ({"model": "qa"}, "3"), ({"model": "other"}, "99")),
+        {"status": "error", "errorType": "bad_data", "error": "parse error at char 5"},
+        {"status": "success", "data": {"resultType": "matrix", "result": []}},
+        _vector(({"model": "detect"}, "NaN"), ({"nolabel": "x"}, "1")),
+    )
+    try:
+        workload = load_workload(write_workload(tmp_path))  # 30 s intervals
+        source = make_rate_source(f"promql:{server.url}", workload)
+        assert isinstance(source, PromqlRates)
+        assert source.read() == {"detect": 12.5, "qa": 3.0, "thumbs": 0.0}
+        assert server.queries[0] == "sum by (model) (rate(nv_inference_request_success[30s]))"
+        with pytest.raises(RatesUnavailable, match="cannot scrape"):  # Prometheus answers 400
+            source.read()
+        with pytest.raises(RatesUnavailable, match="a matrix, not an instant vector"):
+            source.read()
+        assert source.read() == {"detect": 0.0, "qa": 0.0, "thumbs": 0.0}  # NaN and other labels ignored
+    finally:
+        server.close()
+    with pytest.raises(RlmigError, match="bad placeholder"):
+        PromqlRates("http://x", ("a",), query="rate({nope}[1m])")
+    with pytest.raises(RlmigError, match="promql:URL needs an http"):
+        make_rate_source("promql:prometheus:9090", workload)

@@ -3,7 +3,7 @@
 Usage::
 
     rlmig agent --checkpoint checkpoints/a100-80gb --workload workload.yaml --backend nvml \\
-        --rates prometheus:http://localhost:8002/metrics --journal /var/lib/rlmig/journal.jsonl \\
+        --rates promql:http://prometheus.monitoring:9090 --journal /var/lib/rlmig/journal.jsonl \\
         --metrics-port 9410 --drain-cmd '...' --start-cmd '...'
     rlmig agent --workload workload.yaml --backend fake --planner ilp --interval 0     # simulated load
     rlmig agent --workload workload.yaml --backend mig-parted --node "$NODE_NAME" \\
@@ -99,7 +99,14 @@ def _split_config_map(value: str | None) -> tuple[str, str] | None:
     "--rates",
     "rates_spec",
     default=None,
-    help="prometheus:URL, file:PATH or simulated [default with --backend fake: simulated].",
+    help="promql:URL (a Prometheus server: the cluster's choice), prometheus:URL (one text-format "
+    "endpoint), file:PATH or simulated [default with --backend fake: simulated].",
+)
+@click.option(
+    "--rate-query",
+    default=None,
+    help="promql: the query, an instant vector of req/s per tenant; {label}, {metric} and {window} "
+    "(the workload's interval, s) are filled in [default: sum by ({label}) (rate({metric}[{window}s]))].",
 )
 @click.option(
     "--rate-metric",
@@ -201,6 +208,7 @@ def agent_command(
     interval_s: float | None,
     once: bool,
     rates_spec: str | None,
+    rate_query: str | None,
     rate_metric: str,
     rate_label: str,
     max_stale_s: float | None,
@@ -237,7 +245,7 @@ def agent_command(
     workload = load_workload(workload_file)
     rates_spec = rates_spec or ("simulated" if backend == "fake" else None)
     if rates_spec is None:
-        raise RlmigError(f"--backend {backend} needs --rates prometheus:URL or file:PATH")
+        raise RlmigError(f"--backend {backend} needs --rates promql:URL, prometheus:URL or file:PATH")
     if rates_spec == "simulated" and backend != "fake":
         raise RlmigError("--rates simulated replays the workload's own load: only with --backend fake")
     if interval_s == 0 and rates_spec != "simulated":
@@ -245,7 +253,8 @@ def agent_command(
     planner = make_planner_from_flags(
         planner_name, time_limit, horizon, checkpoint, no_guard=no_guard, fallback=fallback
     )
-    rates = make_rate_source(rates_spec, workload, metric=rate_metric, label=rate_label)
+    query = {"query": rate_query} if rate_query else {}
+    rates = make_rate_source(rates_spec, workload, metric=rate_metric, label=rate_label, **query)
     stop = StopSignal(shutdown_grace)
     node = _node(
         backend,

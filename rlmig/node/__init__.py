@@ -23,6 +23,7 @@ from rlmig.node.node import AgentStopped, ExecutorNode, MigPartedNode, Node, Sto
 from rlmig.node.rates import (
     FileRates,
     PrometheusRates,
+    PromqlRates,
     RateSource,
     RatesUnavailable,
     SimulatedRates,
@@ -44,6 +45,7 @@ __all__ = [
     "Node",
     "NodeAgent",
     "PrometheusRates",
+    "PromqlRates",
     "RateSource",
     "RatesUnavailable",
     "Registry",

@@ -44,6 +44,7 @@ import math
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -239,6 +240,67 @@ class PrometheusRates:
         return rates
 
 
+DEFAULT_QUERY = "sum by ({label}) (rate({metric}[{window}s]))"
+"""The PromQL query of `PromqlRates`: each tenant's request rate over the last interval, summed over its
+series (servers, model versions, GPUs); `{label}`, `{metric}` and `{window}` are filled in."""
+
+
+class PromqlRates:
+    """Rates from the Prometheus HTTP API (``/api/v1/query``): one instant query per read, a vector with
+    one sample per tenant, named by the label `label`. Prometheus keeps each server's counters apart and
+    handles resets and new series, so rates stay right behind a load-balancing Service, where scraping the
+    servers through it would read a different pod each time."""
+
+    def __init__(
+        self,
+        url: str,
+        tenants: Sequence[str],
+        *,
+        query: str = DEFAULT_QUERY,
+        metric: str = DEFAULT_METRIC,
+        label: str = DEFAULT_LABEL,
+        window_s: float = 120.0,
+        timeout_s: float = 5.0,
+        fetch: Callable[[str], str] | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.tenants = tuple(tenants)
+        self.label = label
+        try:
+            self.query = query.format(label=label, metric=metric, window=max(1, round(window_s)))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise RlmigError(
+                f"--rate-query: bad placeholder ({exc}); use {{label}}, {{metric}}, {{window}}"
+            ) from None
+        self.fetch = fetch or (lambda u: _fetch(u, timeout_s))
+
+    def read(self) -> dict[str, float]:
+        where = f"{self.url}/api/v1/query"
+        text = self.fetch(f"{where}?{urllib.parse.urlencode({'query': self.query})}")
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RatesUnavailable(f"{where}: not JSON ({exc.msg})") from None
+        if not isinstance(doc, dict) or doc.get("status") != "success":
+            error = doc.get("error", "no status") if isinstance(doc, dict) else "not an object"
+            raise RatesUnavailable(f"{where}: query failed: {error}")
+        data = doc.get("data") or {}
+        if data.get("resultType") != "vector":
+            raise RatesUnavailable(
+                f"{where}: the query gives a {data.get('resultType')}, not an instant vector"
+            )
+        rates = dict.fromkeys(self.tenants, 0.0)
+        for sample in data.get("result") or []:
+            try:
+                tenant = sample["metric"].get(self.label)
+                value = float(sample["value"][1])
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+                raise RatesUnavailable(f"{where}: malformed sample {str(sample)[:80]}") from None
+            if tenant in rates and math.isfinite(value):
+                rates[tenant] += max(value, 0.0)
+        return rates
+
+
 class FileRates:
     """Rates from a CSV or JSON file, re-read at every round (see the module docstring)."""
 
@@ -325,16 +387,24 @@ def make_rate_source(
     metric: str = DEFAULT_METRIC,
     label: str = DEFAULT_LABEL,
     prime_s: float = 5.0,
+    query: str = DEFAULT_QUERY,
 ) -> RateSource:
-    """A source from ``prometheus:URL``, ``file:PATH`` or ``simulated``."""
+    """A source from ``promql:URL`` (a Prometheus server), ``prometheus:URL`` (a text-format endpoint),
+    ``file:PATH`` or ``simulated``."""
     kind, _, target = spec.partition(":")
     tenants = workload.tenant_names
     if kind == "simulated" and not target:
         return SimulatedRates(workload)
+    if kind == "promql" and target:
+        if not target.startswith(("http://", "https://")):
+            raise RlmigError(f"--rates promql:URL needs an http(s) URL, got {target!r}")
+        return PromqlRates(
+            target, tenants, query=query, metric=metric, label=label, window_s=workload.interval_s
+        )
     if kind == "prometheus" and target:
         if not target.startswith(("http://", "https://")):
             raise RlmigError(f"--rates prometheus:URL needs an http(s) URL, got {target!r}")
         return PrometheusRates(target, tenants, metric=metric, label=label, prime_s=prime_s)
     if kind == "file" and target:
         return FileRates(target, tenants)
-    raise RlmigError(f"--rates must be prometheus:URL, file:PATH or simulated, got {spec!r}")
+    raise RlmigError(f"--rates must be promql:URL, prometheus:URL, file:PATH or simulated, got {spec!r}")
