@@ -103,6 +103,18 @@ def test_daemonset_runs_the_agent_as_the_cli_understands_it():
     assert pod["runtimeClassName"] == "nvidia" and pod["hostPID"] is True
     assert container["securityContext"]["privileged"] is True
     assert pod["nodeSelector"]["nvidia.com/gpu.present"] == "true"
+    # Only MIG-capable GPUs of the checkpoint's model, and never beside the GPU Operator's mig-manager.
+    assert pod["nodeSelector"]["nvidia.com/mig.capable"] == "true"
+    assert pod["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB"
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    (expression,) = terms["nodeSelectorTerms"][0]["matchExpressions"]
+    assert expression == {"key": "nvidia.com/gpu.deploy.mig-manager", "operator": "NotIn", "values": ["true"]}
+    # The nvml backend talks to no API server: no token in the pod, and no role bound in this folder.
+    assert pod["automountServiceAccountToken"] is False
+    base = [doc for path in K8S.glob("*.yaml") for doc in documents(path)]
+    assert not [d for d in base if d["kind"] in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")]
+    images = [c["image"] for c in pod["containers"] + pod["initContainers"]]
+    assert all(":" in i.rsplit("/", 1)[-1] and not i.endswith(":latest") for i in images), images
     env = {e["name"]: e for e in container["env"]}
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     assert env["NVIDIA_MIG_CONFIG_DEVICES"]["value"] == "all"
@@ -148,8 +160,10 @@ def test_rbac_allows_the_label_and_config_map_paths():
 
 def test_container_build_files():
     text = (ROOT / "deploy" / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
-    assert "pip install ." in text and "[train]" not in text and "torch" not in text.split("FROM")[1]
+    assert re.search(r"^FROM python:3\.11\.\d+-slim-\w+$", text, re.M)  # a release, not a moving tag
+    assert (
+        "pip install -c requirements/ci.txt ." in text
+    )  # the versions CI tests and "[train]" not in text and "torch" not in text.split("FROM")[1]
     assert 'ENTRYPOINT ["rlmig", "agent"]' in text
     for source in re.findall(r"^COPY (.+) \S+$", text, re.M):
         for name in source.split():
