@@ -45,6 +45,8 @@ def to_mig_parted(
 ) -> dict[str, Any]:
     """A nvidia-mig-parted v1 document with one device entry per GPU."""
     by_index = dict(layouts) if isinstance(layouts, Mapping) else dict(enumerate(layouts))
+    if not by_index:
+        raise RlmigError("a mig-parted config needs at least one GPU")
     entries: list[dict[str, Any]] = []
     for index in sorted(by_index):
         layout = by_index[index]
@@ -68,12 +70,17 @@ def from_mig_parted(
     gpu: GpuModel,
     gpu_count: int | None = None,
     config_name: str | None = None,
+    device_id: str | None = None,
 ) -> dict[int, Layout | None]:
     """Read a mig-parted v1 config back into GPU index -> layout (None where MIG is disabled).
 
     ``devices: all`` needs `gpu_count`. GPUs the config does not name are absent from the result, as
-    mig-parted leaves them untouched. `config_name` may be omitted when the file holds one config.
-    Raises `ConfigError` with the entry and field at fault.
+    mig-parted leaves them untouched. `config_name` may be omitted when the file holds one config. An
+    entry with a ``device-filter`` applies only to GPUs whose PCI device ID (`device_id`, e.g.
+    ``0x20B210DE``) it lists, so such an entry needs `device_id`. What mig-parted's own parser
+    (api/spec/v1) rejects is rejected too: unknown fields, an empty config, an entry without `devices`
+    or `mig-enabled`, `mig-enabled: true` without `mig-devices`, `mig-devices` on a GPU with MIG
+    disabled, and counts that are all zero. Raises `ConfigError` with the entry and field at fault.
     """
     if isinstance(doc, str):
         try:
@@ -84,9 +91,15 @@ def from_mig_parted(
         raise ConfigError("mig-parted config must be a mapping with 'version' and 'mig-configs'")
     if doc.get("version") != "v1":
         raise ConfigError(f"mig-parted config: version must be 'v1', not {doc.get('version')!r}")
+    for key in doc:
+        if key not in ("version", "mig-configs"):
+            raise ConfigError(f"mig-parted config: unexpected field {key!r}")
     configs = doc.get("mig-configs")
     if not isinstance(configs, Mapping) or not configs:
         raise ConfigError("mig-parted config: 'mig-configs' must be a non-empty mapping")
+    for name, listed in configs.items():
+        if isinstance(listed, list) and not listed:
+            raise ConfigError(f"mig-configs.{name}: at least one device entry is required")
     if config_name is None:
         if len(configs) != 1:
             raise ConfigError(f"mig-parted config holds several configs; name one of: {', '.join(configs)}")
@@ -102,13 +115,24 @@ def from_mig_parted(
         where = f"mig-configs.{config_name}[{n}]"
         if not isinstance(entry, Mapping):
             raise ConfigError(f"{where} must be a mapping")
+        for key in entry:
+            if key not in ("device-filter", "devices", "mig-enabled", "mig-devices"):
+                raise ConfigError(f"{where}: unexpected field {key!r}")
+        if "devices" not in entry:
+            raise ConfigError(f"{where}: missing required field 'devices'")
         devices = _devices(entry.get("devices"), gpu_count, where)
         enabled = entry.get("mig-enabled")
         if not isinstance(enabled, bool):
             raise ConfigError(f"{where}.mig-enabled must be true or false")
+        if "device-filter" in entry and not _filter_matches(entry["device-filter"], device_id, where):
+            continue  # for GPUs of another model: mig-parted skips it on this node
         layout: Layout | None = None
+        if not enabled and entry.get("mig-devices"):
+            raise ConfigError(f"{where}: mig-devices given while mig-enabled is false")
         if enabled:
-            mig_devices = entry.get("mig-devices", {})
+            if entry.get("mig-devices") is None:
+                raise ConfigError(f"{where}: mig-devices is required when mig-enabled is true")
+            mig_devices = entry["mig-devices"]
             if not isinstance(mig_devices, Mapping):
                 raise ConfigError(f"{where}.mig-devices must map profile names to counts")
             counts = {}
@@ -119,6 +143,8 @@ def from_mig_parted(
                     counts[gpu.profile(str(name))] = count
                 except RlmigError as exc:
                     raise ConfigError(f"{where}.mig-devices: {exc}") from None
+            if counts and not any(counts.values()):
+                raise ConfigError(f"{where}.mig-devices: all counts are 0")
             try:
                 layout = gpu.layout_for_counts(counts)
             except RlmigError as exc:
@@ -128,6 +154,16 @@ def from_mig_parted(
                 raise ConfigError(f"{where}.devices: GPU {index} is already configured by an earlier entry")
             result[index] = layout
     return result
+
+
+def _filter_matches(value: object, device_id: str | None, where: str) -> bool:
+    """Whether an entry's device-filter (a PCI device ID, or a list of them) names this node's GPUs."""
+    ids = [value] if isinstance(value, str) else value
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise ConfigError(f"{where}.device-filter must be a device ID or a list of them")
+    if device_id is None:
+        raise ConfigError(f"{where} has a device-filter: the GPUs' PCI device ID must be given to read it")
+    return device_id.lower() in {i.lower() for i in ids}
 
 
 def _devices(value: object, gpu_count: int | None, where: str) -> list[int]:

@@ -7,7 +7,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlmig.errors import ConfigError
+from rlmig.errors import ConfigError, RlmigError
 from rlmig.geometry import gpu_model
 from rlmig.migparted import dump_mig_parted, from_mig_parted, to_mig_parted
 
@@ -30,7 +30,11 @@ def test_export_has_one_device_entry_per_gpu():
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.one_of(st.none(), st.sampled_from(A100.layouts(media_extensions=True))), max_size=8))
+@given(
+    st.lists(
+        st.one_of(st.none(), st.sampled_from(A100.layouts(media_extensions=True))), min_size=1, max_size=8
+    )
+)
 def test_round_trip_keeps_the_profile_counts(layouts):
     back = from_mig_parted(dump_mig_parted(layouts), A100)
     assert sorted(back) == list(range(len(layouts)))
@@ -62,7 +66,11 @@ def test_read_back_places_counts_to_leave_room():
         ("version: v2\nmig-configs: {}", "version must be 'v1'"),
         ("[1, 2]", "must be a mapping"),
         ("version: v1\nmig-configs: {}", "'mig-configs' must be a non-empty mapping"),
-        ("version: v1\nmig-configs: {a: [], b: []}", "holds several configs; name one of: a, b"),
+        (
+            "version: v1\nmig-configs: {a: [{devices: [0], mig-enabled: false}],"
+            " b: [{devices: [0], mig-enabled: false}]}",
+            "holds several configs; name one of: a, b",
+        ),
         ("version: v1\nmig-configs: {a: {}}", "mig-configs.a must be a list"),
         (
             "version: v1\nmig-configs: {a: [{devices: [0]}]}",
@@ -76,7 +84,7 @@ def test_read_back_places_counts_to_leave_room():
         ("version: v1\nmig-configs: {a: [{devices: [0, 0], mig-enabled: false}]}", "lists a GPU twice"),
         (
             "version: v1\nmig-configs: {a: [{devices: [0], mig-enabled: false},"
-            " {devices: [0], mig-enabled: true}]}",
+            " {devices: [0], mig-enabled: true, mig-devices: {}}]}",
             "mig-configs.a[1].devices: GPU 0 is already configured",
         ),
         (
@@ -92,6 +100,31 @@ def test_read_back_places_counts_to_leave_room():
             "no valid placement of 2 x 4g.40gb on A100-80GB",
         ),
         ("version: v1\nmig-configs: [", "not YAML"),
+        # What mig-parted's own parser (api/spec/v1) rejects:
+        ("version: v1\nmig-configs: {a: []}", "mig-configs.a: at least one device entry is required"),
+        ("version: v1\nmig-config: {}", "unexpected field 'mig-config'"),
+        (
+            "version: v1\nmig-configs: {a: [{devices: [0], mig-enabled: false, mig-device: {}}]}",
+            "mig-configs.a[0]: unexpected field 'mig-device'",
+        ),
+        ("version: v1\nmig-configs: {a: [{mig-enabled: false}]}", "missing required field 'devices'"),
+        (
+            "version: v1\nmig-configs: {a: [{devices: [0], mig-enabled: true}]}",
+            "mig-devices is required when mig-enabled is true",
+        ),
+        (
+            "version: v1\nmig-configs: {a: [{devices: [0], mig-enabled: false, mig-devices: {1g.10gb: 1}}]}",
+            "mig-devices given while mig-enabled is false",
+        ),
+        (
+            "version: v1\nmig-configs: {a: [{devices: [0], mig-enabled: true, mig-devices: {1g.10gb: 0}}]}",
+            "mig-configs.a[0].mig-devices: all counts are 0",
+        ),
+        (
+            "version: v1\nmig-configs: {a: [{devices: [0], device-filter: '0x20B210DE',"
+            " mig-enabled: false}]}",
+            "has a device-filter: the GPUs' PCI device ID must be given",
+        ),
     ],
 )
 def test_malformed_configs_get_one_line_errors(doc, message):
@@ -107,3 +140,24 @@ def test_gpu_beyond_the_node_is_refused():
         from_mig_parted(doc, A100, gpu_count=2)
     with pytest.raises(ConfigError, match="has no config 'b'"):
         from_mig_parted(doc, A100, config_name="b")
+
+
+def test_device_filters_select_the_entries_for_this_gpu_model():
+    doc = """
+version: v1
+mig-configs:
+  mixed:
+    - devices: all
+      device-filter: ["0x20B010DE", "0x20B210DE"]
+      mig-enabled: true
+      mig-devices: {3g.40gb: 2}
+    - devices: all
+      device-filter: "0x233010DE"
+      mig-enabled: false
+"""
+    a100 = from_mig_parted(doc, A100, gpu_count=2, device_id="0x20b210de")
+    assert [str(layout) for layout in a100.values()] == ["3g.40gb@0 3g.40gb@4"] * 2
+    other = from_mig_parted(doc, A100, gpu_count=2, device_id="0x233010DE")
+    assert other == {0: None, 1: None}
+    with pytest.raises(RlmigError, match="needs at least one GPU"):
+        to_mig_parted([])

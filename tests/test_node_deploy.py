@@ -262,7 +262,11 @@ class FakeApi:
 @pytest.fixture
 def api():
     fake = FakeApi()
-    fake.add_config_map("gpu-operator", "rlmig", "version: v1\nmig-configs:\n  all-disabled: []\n")
+    fake.add_config_map(
+        "gpu-operator",
+        "rlmig",
+        "version: v1\nmig-configs:\n  all-disabled:\n    - {devices: all, mig-enabled: false}\n",
+    )
     yield fake
     fake.server.shutdown()
     fake.server.server_close()
