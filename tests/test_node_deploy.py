@@ -366,3 +366,27 @@ def test_agent_with_the_mig_parted_backend_writes_configs(tmp_path):
     later = [agent.round(), agent.round()]
     assert "applied" in [r.result for r in later] and later[-1].configuration != first.configuration
     assert node.read() == later[-1].configuration
+
+
+def test_the_node_waits_for_mig_managers_own_report_of_each_config(api):
+    # The state label says "success" from an earlier config; publishing a new one marks it pending, so
+    # only mig-manager's report for the new config ends the wait, and no new label goes on meanwhile
+    # (neither while pending nor while mig-manager reboots the node).
+    labels = api.nodes["gpu-1"]["metadata"]["labels"]
+    labels["nvidia.com/mig.config.state"] = "success"
+    publisher = MigManagerPublisher(
+        KubeClient(api.url), "gpu-1", config_map=("gpu-operator", "rlmig"), delay_s=0, stop=threading.Event()
+    )
+    node = MigPartedNode(GPU, 2, publisher=publisher)
+    node.apply(TARGET)
+    assert labels["nvidia.com/mig.config.state"] == "pending"
+    node.read()
+    other = Configuration.empty(GPU, 2)
+    for state in ("pending", "rebooting"):
+        labels["nvidia.com/mig.config.state"] = state
+        node.read()
+        with pytest.raises(RlmigError, match=f"still applying .*state={state}"):
+            node.apply(other)
+    labels["nvidia.com/mig.config.state"] = "success"
+    node.read()
+    assert node.apply(other).status == "written"

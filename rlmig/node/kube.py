@@ -175,7 +175,10 @@ class MigManagerPublisher:
         self.add_config(name, config_text)
         if self.delay_s > 0 and self.stop.wait(self.delay_s):
             return False
-        self.client.label_node(self.node, {CONFIG_LABEL: name})
+        # The state label still says how the previous config went ("success") until mig-manager picks
+        # the new one up: set it to "pending" with the config, so only mig-manager's own report for this
+        # config reads as done.
+        self.client.label_node(self.node, {CONFIG_LABEL: name, STATE_LABEL: "pending"})
         return True
 
     def state(self) -> tuple[str | None, str | None]:

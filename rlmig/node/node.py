@@ -203,6 +203,13 @@ class MigPartedNode:
         return self.current
 
     def apply(self, target: Configuration) -> ApplyResult:
+        if self.publisher is not None and self._label is not None and self._before is not None:
+            label, state = self.publisher.state()
+            if label == self._label and state in (None, "pending", "rebooting"):
+                raise RlmigError(
+                    f"mig-manager is still applying {label} (nvidia.com/mig.config.state={state}): "
+                    "not changing the label under it"
+                )
         name = config_name(target, self.prefix) + (f"-r{self._attempt}" if self._attempt else "")
         backend = MigPartedBackend(self.path, config_name=name, current=self.current)
         result = backend.apply(target)
