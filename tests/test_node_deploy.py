@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import re
 import ssl
+import sys
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,13 @@ import yaml
 from rlmig.cli.agent import agent_command
 from rlmig.configuration import Configuration
 from rlmig.errors import RlmigError
+from rlmig.executor import FakeNvml, FakeTenantHooks, NvmlBackend
 from rlmig.geometry import gpu_model
 from rlmig.migparted import from_mig_parted
 from rlmig.node import (
+    ExecutorNode,
     FileRates,
+    GpuClients,
     KubeClient,
     KubeError,
     MigManagerPublisher,
@@ -144,16 +149,29 @@ def test_daemonset_runs_the_agent_as_the_cli_understands_it():
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
 
+def named(kind: str, name: str) -> dict[str, Any]:
+    (doc,) = [d for d in by_kind(kind) if d["metadata"]["name"] == name]
+    return doc
+
+
 def test_rbac_allows_the_label_and_config_map_paths():
-    role = the("ClusterRole")
-    assert {"get", "patch"} <= set(role["rules"][0]["verbs"]) and role["rules"][0]["resources"] == ["nodes"]
-    binding = the("ClusterRoleBinding")
-    assert binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert binding["subjects"][0]["name"] == the("ServiceAccount")["metadata"]["name"]
+    account = the("ServiceAccount")["metadata"]["name"]
+    for name in ("rlmig-agent", "rlmig-agent-gpu-clients"):  # the mig-parted path; --gpu-clients=pause
+        role = named("ClusterRole", name)
+        assert {"get", "patch"} <= set(role["rules"][0]["verbs"]) and role["rules"][0]["resources"] == [
+            "nodes"
+        ]
+        binding = named("ClusterRoleBinding", name)
+        assert binding["roleRef"]["name"] == name and binding["subjects"][0]["name"] == account
     cm = next(c for c in by_kind("ConfigMap") if c["metadata"]["name"] == "rlmig-mig-parted-config")
-    rule = the("Role")["rules"][0]
+    config_role = named("Role", "rlmig-agent-mig-parted-config")
+    rule = config_role["rules"][0]
     assert rule["resourceNames"] == [cm["metadata"]["name"]] and {"get", "update"} <= set(rule["verbs"])
-    assert the("Role")["metadata"]["namespace"] == cm["metadata"]["namespace"] == "gpu-operator"
+    assert config_role["metadata"]["namespace"] == cm["metadata"]["namespace"] == "gpu-operator"
+    pods = named("Role", "rlmig-agent-gpu-clients")
+    assert pods["metadata"]["namespace"] == "gpu-operator"
+    assert pods["rules"][0]["resources"] == ["pods"] and set(pods["rules"][0]["verbs"]) == {"list", "delete"}
+    assert named("RoleBinding", "rlmig-agent-gpu-clients")["roleRef"]["name"] == "rlmig-agent-gpu-clients"
     doc = yaml.safe_load(cm["data"]["config.yaml"])
     assert doc["version"] == "v1" and "all-disabled" in doc["mig-configs"]
 
@@ -184,6 +202,9 @@ class FakeApi:
         self.nodes: dict[str, dict[str, Any]] = {"gpu-1": {"metadata": {"name": "gpu-1", "labels": {}}}}
         self.config_maps: dict[tuple[str, str], dict[str, Any]] = {}
         self.conflicts = 0  # PUTs to answer 409 to, as if another agent wrote first
+        # GPU Operator pods in gpu-operator: (name, app label, node, deploy label whose "true" keeps it)
+        self.pods: list[dict[str, Any]] = []
+        self.lag = 0  # lists of pods a paused DaemonSet's pod survives, as pods take time to terminate
         self.requests: list[tuple[str, str, Any]] = []
         self.token_seen: str | None = None
         api = self
@@ -205,6 +226,10 @@ class FakeApi:
                 api.token_seen = self.headers.get("Authorization")
                 body = self._body()
                 api.requests.append((method, self.path, body))
+                path, _, query = self.path.partition("?")
+                pods = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods(?:/([^/]+))?", path)
+                if pods:
+                    return self._reply(*api.pod_request(method, pods.group(1), pods.group(2), query))
                 node = re.fullmatch(r"/api/v1/nodes/([^/]+)", self.path)
                 cm = re.fullmatch(r"/api/v1/namespaces/([^/]+)/configmaps/([^/]+)", self.path)
                 if node and node.group(1) in api.nodes:
@@ -244,12 +269,42 @@ class FakeApi:
             def do_PATCH(self) -> None:
                 self._handle("PATCH")
 
+            def do_DELETE(self) -> None:
+                self._handle("DELETE")
+
             def log_message(self, *args: object) -> None:
                 return None
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def add_pod(self, name: str, app: str, node: str, deploy_label: str | None = None) -> None:
+        self.pods.append({"name": name, "app": app, "node": node, "deploy": deploy_label})
+
+    def pod_request(self, method: str, namespace: str, name: str | None, query: str) -> tuple[int, Any]:
+        """List pods by labelSelector app=... and fieldSelector spec.nodeName=...; delete one by name. A
+        pod whose DaemonSet's deploy label on its node is no longer "true" goes away after `lag` lists."""
+        if namespace != "gpu-operator":
+            return 200, {"items": []}
+        if method == "DELETE":
+            before = len(self.pods)
+            self.pods = [p for p in self.pods if p["name"] != name]
+            return (200, {}) if len(self.pods) < before else (404, {"message": f"pods {name} not found"})
+        params = urllib.parse.parse_qs(query)
+        app = params["labelSelector"][0].removeprefix("app=")
+        node = params["fieldSelector"][0].removeprefix("spec.nodeName=")
+        labels = self.nodes[node]["metadata"]["labels"]
+        if self.lag > 0:
+            self.lag -= 1
+        else:
+            self.pods = [p for p in self.pods if p["deploy"] is None or labels.get(p["deploy"]) == "true"]
+        items = [
+            {"metadata": {"name": p["name"], "labels": {"app": p["app"]}}, "spec": {"nodeName": p["node"]}}
+            for p in self.pods
+            if p["app"] == app and p["node"] == node
+        ]
+        return 200, {"items": items}
 
     def add_config_map(self, namespace: str, name: str, text: str) -> None:
         meta = {"name": name, "namespace": namespace, "resourceVersion": "1"}
@@ -390,3 +445,88 @@ def test_the_node_waits_for_mig_managers_own_report_of_each_config(api):
     labels["nvidia.com/mig.config.state"] = "success"
     node.read()
     assert node.apply(other).status == "written"
+
+
+def test_gpu_clients_are_paused_around_a_mig_change_as_mig_manager_does(api):
+    labels = api.nodes["gpu-1"]["metadata"]["labels"]
+    labels.update(
+        {
+            "nvidia.com/gpu.deploy.device-plugin": "true",
+            "nvidia.com/gpu.deploy.gpu-feature-discovery": "true",
+            "nvidia.com/gpu.deploy.dcgm-exporter": "false",  # not deployed here: left alone
+        }
+    )
+    api.add_pod("plugin-x", "nvidia-device-plugin-daemonset", "gpu-1", "nvidia.com/gpu.deploy.device-plugin")
+    api.add_pod("gfd-x", "gpu-feature-discovery", "gpu-1", "nvidia.com/gpu.deploy.gpu-feature-discovery")
+    api.add_pod("validator-x", "nvidia-operator-validator", "gpu-1")
+    api.lag = 2  # the pods take two polls to terminate
+    waits: list[float] = []
+
+    class Recorded(threading.Event):
+        def wait(self, timeout=None):
+            waits.append(timeout)
+            return False
+
+    clients = GpuClients(KubeClient(api.url), "gpu-1", poll_s=1.0, stop=Recorded())
+    clients.pause()
+    assert labels["nvidia.com/gpu.deploy.device-plugin"] == "paused-for-mig-change"
+    assert labels["nvidia.com/gpu.deploy.gpu-feature-discovery"] == "paused-for-mig-change"
+    assert labels["nvidia.com/gpu.deploy.dcgm-exporter"] == "false"
+    assert waits and not [p for p in api.pods if p["app"] != "nvidia-operator-validator"]
+    clients.resume()
+    assert labels["nvidia.com/gpu.deploy.device-plugin"] == "true"
+    assert labels["nvidia.com/gpu.deploy.gpu-feature-discovery"] == "true"
+    assert labels["nvidia.com/gpu.deploy.dcgm-exporter"] == "false"
+    assert api.pods == []  # the validator was deleted, to validate the node again
+    # Pods that never leave: a one-line error naming them, after the wait.
+    api.add_pod("plugin-y", "nvidia-device-plugin-daemonset", "gpu-1")  # no deploy label: stays
+    stuck = GpuClients(KubeClient(api.url), "gpu-1", wait_s=3, poll_s=1.0, stop=Recorded())
+    with pytest.raises(
+        RlmigError, match="GPU clients still on node gpu-1 3 s after pausing them: app=nvidia-device"
+    ):
+        stuck.pause()
+    stuck.resume()  # what ExecutorNode does when the pause fails: the paused clients come back
+    assert labels["nvidia.com/gpu.deploy.device-plugin"] == "true"
+
+
+def test_an_apply_that_changes_mig_instances_runs_inside_the_pause(tmp_path):
+    calls: list[str] = []
+
+    class Clients:
+        def pause(self) -> None:
+            calls.append("pause")
+
+        def resume(self) -> None:
+            calls.append("resume")
+
+    marker = tmp_path / "cdi"
+    gpu = gpu_model("A100-80GB")
+    current = Configuration.parse(gpu, [["4g.40gb@0=a", "3g.40gb@4=b"]])
+    fake = FakeNvml.from_configuration(current)
+    post = [sys.executable, "-c", f"open({str(marker)!r}, 'a').write('x')"]
+    node = ExecutorNode(
+        NvmlBackend(gpu, fake),
+        hooks=FakeTenantHooks(fake),
+        owners=current,
+        gpu_clients=Clients(),
+        post_apply=post,
+    )
+    # Owners change only: the GPU clients see the same devices, nothing is paused, nothing run.
+    swapped = Configuration.parse(gpu, [["4g.40gb@0=b", "3g.40gb@4=a"]])
+    assert node.apply(swapped).status == "complete"
+    assert calls == [] and not marker.exists()
+    # Instances change: paused, applied, the post-apply command, resumed.
+    split = Configuration.parse(gpu, [["4g.40gb@0=b", "2g.20gb@4=a", "1g.10gb@6=a"]])
+    assert node.apply(split).status == "complete"
+    assert calls == ["pause", "resume"] and marker.read_text() == "x"
+    # A failing post-apply command is one line, and the clients still come back.
+    failing = ExecutorNode(
+        NvmlBackend(gpu, fake),
+        hooks=FakeTenantHooks(fake),
+        owners=split,
+        gpu_clients=Clients(),
+        post_apply=[sys.executable, "-c", "import sys; sys.exit('cdi: no such device')"],
+    )
+    with pytest.raises(RlmigError, match=r"post-apply command .* exited 1: cdi: no such device"):
+        failing.apply(current)
+    assert calls[-2:] == ["pause", "resume"]

@@ -23,6 +23,7 @@ line, exit code 2 (see `rlmig.cli.main`).
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
 import threading
 from collections.abc import Iterator
@@ -171,6 +172,20 @@ def _split_config_map(value: str | None) -> tuple[str, str] | None:
 @click.option("--drain-cmd", help="nvml: command draining a tenant ({gpu} {instance} {tenant} {role} ...).")
 @click.option("--start-cmd", help="nvml: command starting a tenant (same fields as --drain-cmd).")
 @click.option("--allow-mode-change", is_flag=True, help="nvml: allow MIG mode changes.")
+@click.option(
+    "--gpu-clients",
+    type=click.Choice(["leave", "pause"]),
+    default="leave",
+    show_default=True,
+    help="nvml: pause the GPU Operator's GPU clients (device plugin, GFD, DCGM, exporter) on --node around "
+    "each MIG change and bring them back after, as mig-manager does (in-cluster; needs rights on nodes and "
+    "pods).",
+)
+@click.option(
+    "--post-apply-cmd",
+    help="nvml: a command run after each apply that changed MIG instances, before the GPU clients come back "
+    "(no shell; for example 'nvidia-ctk cdi generate --output=/var/run/cdi/nvidia.yaml').",
+)
 @click.option("--mig-parted-file", type=click.Path(dir_okay=False), help="mig-parted: write the config here.")
 @click.option(
     "--node",
@@ -224,6 +239,8 @@ def agent_command(
     drain_cmd: str | None,
     start_cmd: str | None,
     allow_mode_change: bool,
+    gpu_clients: str,
+    post_apply_cmd: str | None,
     mig_parted_file: str | None,
     node_name: str | None,
     mig_config_map: str | None,
@@ -269,6 +286,8 @@ def agent_command(
         node_name,
         _split_config_map(mig_config_map),
         mig_config_delay,
+        gpu_clients=gpu_clients,
+        post_apply_cmd=post_apply_cmd,
     )
 
     handler = setup_logging(log_level)
@@ -322,16 +341,22 @@ def _node(
     node_name: str | None,
     config_map: tuple[str, str] | None,
     delay_s: float,
+    *,
+    gpu_clients: str = "leave",
+    post_apply_cmd: str | None = None,
 ) -> Any:
     from rlmig.executor import CommandHooks, FakeNvml, FakeTenantHooks, NvmlBackend, load_configuration
-    from rlmig.node import ExecutorNode, KubeClient, MigManagerPublisher, MigPartedNode
+    from rlmig.node import ExecutorNode, GpuClients, KubeClient, MigManagerPublisher, MigPartedNode
 
     current = load_configuration(current_file) if current_file else None
     if current is not None and current.gpu != workload.gpu:
         raise RlmigError(f"--current is for {current.gpu.name} GPUs, the workload for {workload.gpu.name}")
     if backend == "mig-parted":
-        if journal_path or drain_cmd or start_cmd:
-            raise RlmigError("--journal, --drain-cmd and --start-cmd are for the nvml and fake backends")
+        if journal_path or drain_cmd or start_cmd or gpu_clients != "leave" or post_apply_cmd:
+            raise RlmigError(
+                "--journal, --drain-cmd, --start-cmd, --gpu-clients and --post-apply-cmd are for the nvml "
+                "and fake backends (mig-manager does its own)"
+            )
         publisher = None
         if node_name:
             publisher = MigManagerPublisher(
@@ -360,8 +385,21 @@ def _node(
     else:
         nvml = NvmlBackend(workload.gpu, allow_mode_change=allow_mode_change)
         hooks = CommandHooks(drain_cmd, start_cmd)
+    clients = None
+    if gpu_clients == "pause":
+        if not node_name:
+            raise RlmigError("--gpu-clients pause needs --node (or NODE_NAME)")
+        clients = GpuClients(KubeClient.in_cluster(), node_name, stop=stop.event)
+    post_apply = shlex.split(post_apply_cmd) if post_apply_cmd else None
     return ExecutorNode(
-        nvml.open(), journal=journal_path, hooks=hooks, owners=current, stop=stop, name=backend
+        nvml.open(),
+        journal=journal_path,
+        hooks=hooks,
+        owners=current,
+        stop=stop,
+        name=backend,
+        gpu_clients=clients,
+        post_apply=post_apply,
     )
 
 

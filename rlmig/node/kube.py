@@ -29,6 +29,7 @@ import os
 import ssl
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -109,11 +110,95 @@ class KubeClient:
         patch = {"metadata": {"labels": labels}}
         self.request("PATCH", f"/api/v1/nodes/{node}", patch, "application/merge-patch+json")
 
+    def list_pods(self, namespace: str, label_selector: str, node: str) -> list[dict[str, Any]]:
+        """The pods of `namespace` matching `label_selector` that run on `node`."""
+        query = urllib.parse.urlencode(
+            {"labelSelector": label_selector, "fieldSelector": f"spec.nodeName={node}"}
+        )
+        return list(self.request("GET", f"/api/v1/namespaces/{namespace}/pods?{query}").get("items") or [])
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        self.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}")
+
     def get_config_map(self, namespace: str, name: str) -> dict[str, Any]:
         return self.request("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
 
     def replace_config_map(self, namespace: str, name: str, body: dict[str, Any]) -> None:
         self.request("PUT", f"/api/v1/namespaces/{namespace}/configmaps/{name}", body)
+
+
+# What the GPU Operator's mig-manager does around a MIG change (NVIDIA/mig-parted,
+# pkg/mig/reconfigure/reconfigure.go): each GPU client DaemonSet runs on nodes where its deploy label is
+# "true"; setting it to "paused-for-mig-change" takes the client off the node, and "true" again brings
+# it back, so the device plugin, feature discovery and the exporters enumerate the new MIG devices.
+GPU_CLIENT_LABELS = (
+    "nvidia.com/gpu.deploy.device-plugin",
+    "nvidia.com/gpu.deploy.gpu-feature-discovery",
+    "nvidia.com/gpu.deploy.dcgm-exporter",
+    "nvidia.com/gpu.deploy.dcgm",
+    "nvidia.com/gpu.deploy.nvsm",
+    "nvidia.com/gpu.deploy.client",
+)
+GPU_CLIENT_PODS = (
+    "app=nvidia-device-plugin-daemonset",
+    "app=gpu-feature-discovery",
+    "app=nvidia-dcgm-exporter",
+    "app=nvidia-dcgm",
+)
+PAUSED = "paused-for-mig-change"
+VALIDATOR_POD = "app=nvidia-operator-validator"
+
+
+class GpuClients:
+    """Pauses the GPU Operator's GPU clients on one node around a MIG change and brings them back, as
+    mig-manager does: `pause` sets every deploy label that is "true" to "paused-for-mig-change" and waits
+    (up to `wait_s`) for their pods to leave the node; `resume` sets those labels back to "true" and
+    deletes the operator's validator pod so that it validates the node again."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        node: str,
+        *,
+        namespace: str = "gpu-operator",
+        wait_s: float = 300.0,
+        poll_s: float = 2.0,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.client = client
+        self.node = node
+        self.namespace = namespace
+        self.wait_s = wait_s
+        self.poll_s = poll_s
+        self.stop = stop or threading.Event()
+        self.paused: list[str] = []  # the labels this object paused, to bring back
+
+    def pause(self) -> None:
+        labels = self.client.node_labels(self.node)
+        chosen = [key for key in GPU_CLIENT_LABELS if labels.get(key) == "true"]
+        if chosen:
+            self.client.label_node(self.node, dict.fromkeys(chosen, PAUSED))
+        self.paused = chosen
+        waited = 0.0
+        while True:
+            left = [sel for sel in GPU_CLIENT_PODS if self.client.list_pods(self.namespace, sel, self.node)]
+            if not left:
+                return
+            if waited >= self.wait_s:
+                raise RlmigError(
+                    f"GPU clients still on node {self.node} {self.wait_s:g} s after pausing them: "
+                    + ", ".join(left)
+                )
+            if self.stop.wait(self.poll_s):
+                raise RlmigError("stopped while waiting for the GPU clients to leave the node")
+            waited += self.poll_s
+
+    def resume(self) -> None:
+        if self.paused:
+            self.client.label_node(self.node, dict.fromkeys(self.paused, "true"))
+            self.paused = []
+        for pod in self.client.list_pods(self.namespace, VALIDATOR_POD, self.node):
+            self.client.delete_pod(self.namespace, pod["metadata"]["name"])
 
 
 class MigManagerPublisher:

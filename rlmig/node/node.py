@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -40,6 +41,7 @@ from rlmig.executor import ApplyResult, Executor, Journal, MigPartedBackend, Noo
 from rlmig.executor.executor import OpBackend
 from rlmig.executor.migparted import mig_parted_layouts
 from rlmig.executor.state import NodeState
+from rlmig.executor.transition import MIG_OPS
 from rlmig.geometry import GpuModel, Instance
 from rlmig.migparted import dump_mig_parted
 from rlmig.node.kube import MigManagerPublisher
@@ -123,8 +125,23 @@ class _GuardedHooks:
         self.hooks.start(gpu, instance, owner)
 
 
+class AroundMigChange(Protocol):
+    """What runs around an apply that changes MIG instances (`rlmig.node.kube.GpuClients`)."""
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+
 class ExecutorNode:
-    """The nvml (or fake) path through `rlmig.executor.Executor` (see the module docstring)."""
+    """The nvml (or fake) path through `rlmig.executor.Executor` (see the module docstring).
+
+    Around an apply that creates or destroys MIG instances (or changes a MIG mode), as mig-manager does:
+    `gpu_clients` pauses the node's GPU clients before and brings them back after, whatever the apply's
+    outcome; `post_apply` (a command, no shell) runs after a successful one, before the clients come
+    back, for example ``nvidia-ctk cdi generate --output=/var/run/cdi/nvidia.yaml`` where CDI is used.
+    Its failure is an apply error (the instances are in place; the next round finds nothing to do and
+    does not run it again, so fix its cause and restart the clients by hand)."""
 
     def __init__(
         self,
@@ -135,10 +152,16 @@ class ExecutorNode:
         owners: Configuration | None = None,
         stop: StopSignal | None = None,
         name: str | None = None,
+        gpu_clients: AroundMigChange | None = None,
+        post_apply: Sequence[str] | None = None,
+        post_apply_timeout_s: float = 300.0,
     ) -> None:
         self.stop = stop or StopSignal()
         self.name = name or backend.name
         self.backend = backend
+        self.gpu_clients = gpu_clients
+        self.post_apply = list(post_apply) if post_apply else None
+        self.post_apply_timeout_s = post_apply_timeout_s
         self.executor = Executor(
             _GuardedBackend(backend, self.stop),
             journal=journal,
@@ -150,7 +173,44 @@ class ExecutorNode:
         return self.executor.observe()[1]
 
     def apply(self, target: Configuration) -> ApplyResult:
-        return self.executor.apply(target)
+        if self.gpu_clients is None and self.post_apply is None:
+            return self.executor.apply(target)
+        if not any(op.kind in MIG_OPS for op in self.executor.plan(target).operations):
+            return self.executor.apply(target)  # owners only: the GPU clients see the same devices
+        if self.gpu_clients is not None:
+            try:
+                self.gpu_clients.pause()
+            except BaseException:
+                self.gpu_clients.resume()  # those already paused come back; nothing was applied
+                raise
+            event(log, "gpu_clients_paused")
+        try:
+            result = self.executor.apply(target)
+            if self.post_apply is not None:
+                self._run_post_apply()
+            return result
+        finally:
+            if self.gpu_clients is not None:
+                self.gpu_clients.resume()
+                event(log, "gpu_clients_resumed")
+
+    def _run_post_apply(self) -> None:
+        assert self.post_apply is not None
+        what = " ".join(self.post_apply)
+        try:
+            done = subprocess.run(
+                self.post_apply,
+                capture_output=True,
+                text=True,
+                timeout=self.post_apply_timeout_s,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RlmigError(f"post-apply command {what!r}: {exc}") from None
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
+            raise RlmigError(f"post-apply command {what!r} exited {done.returncode}: {tail[0][:200]}")
+        event(log, "post_apply_done", command=what)
 
     def recover(self) -> ApplyResult | None:
         return self.executor.recover() if self.executor.journal is not None else None
