@@ -189,25 +189,31 @@ def test_metrics_count_the_run_and_are_served(tmp_path):
     replay = Simulator(workload).run(agent.configurations)
     assert value[("rlmig_agent_reconfigured_instances_total", ())] == replay.metrics.reconfigs
     goodput = sum(float(o.goodput.sum()) for o in replay.intervals)
-    assert value[("rlmig_agent_goodput_total", ())] == pytest.approx(goodput)
-    assert value[("rlmig_agent_arrivals_total", ())] == pytest.approx(float(workload.rates.sum()) * 30)
+    assert value[("rlmig_agent_goodput_requests_total", ())] == pytest.approx(goodput)
+    assert value[("rlmig_agent_arrivals_requests_total", ())] == pytest.approx(
+        float(workload.rates.sum()) * 30
+    )
     assert value[("rlmig_agent_last_success_timestamp_seconds", ())] > 1e9
     assert value[("rlmig_agent_rates_stale", ())] == 0
-    assert value[("rlmig_agent_rate", (("tenant", "detect"),))] == pytest.approx(2000.0)
+    assert value[("rlmig_agent_rate_requests_per_second", (("tenant", "detect"),))] == pytest.approx(2000.0)
     assert 0 < value[("rlmig_agent_predicted_goodput_ratio", ())] <= 1
     assert ("rlmig_agent_operations_total", (("kind", "create_gi"),)) in value
     assert not any(name == "rlmig_agent_errors_total" for name, _ in value)  # no error, no series
 
 
-def test_exposition_parses_with_prometheus_client(tmp_path):
+def test_exposition_is_prometheus_clients_with_units_in_the_names(tmp_path):
     parser = pytest.importorskip("prometheus_client.parser")
     workload = load_workload(write_workload(tmp_path, intervals=2))
     metrics = AgentMetrics()
     agent, _ = fake_agent(workload, make_planner("ilp-myopic", gap=0.0, time_limit=None), metrics=metrics)
     agent.run()
-    metrics.errors.inc(kind='we"ird\\kind\n')
-    names = {f.name: f.type for f in parser.text_string_to_metric_families(metrics.registry.render())}
+    metrics.errors.labels(kind='we"ird\\kind\n').inc()
+    names = {f.name: f.type for f in parser.text_string_to_metric_families(metrics.render())}
     assert names["rlmig_agent_decision_seconds"] == "histogram"
-    assert names["rlmig_agent_rounds"] == "counter" and names["rlmig_agent_rate"] == "gauge"
-    ours = parse_prometheus_text(metrics.registry.render())["rlmig_agent_errors_total"].samples
+    assert names["rlmig_agent_rounds"] == "counter"
+    assert names["rlmig_agent_rate_requests_per_second"] == "gauge"
+    assert (
+        names["rlmig_agent_accuracy_ratio"] == "gauge" and names["rlmig_agent_goodput_requests"] == "counter"
+    )
+    ours = parse_prometheus_text(metrics.render())["rlmig_agent_errors_total"].samples
     assert ours[0].labels == {"kind": 'we"ird\\kind\n'}

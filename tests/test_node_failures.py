@@ -52,7 +52,8 @@ def test_planner_exception_keeps_the_configuration(tmp_path):
     assert agent.configurations[SHIFT + 1] == agent.configurations[SHIFT]  # kept
     assert results[SHIFT + 2] == "applied"  # the next round reconfigures for the shifted load
     assert agent.configurations[SHIFT + 2] != agent.configurations[SHIFT]
-    assert metrics.errors.value(kind="planner") == 1 and metrics.rounds.value(result="planner_error") == 1
+    assert metrics.value("rlmig_agent_errors_total", kind="planner") == 1
+    assert metrics.value("rlmig_agent_rounds_total", result="planner_error") == 1
     assert agent.records[-1].result == "final" and len(agent.outcomes) == workload.intervals
 
 
@@ -69,7 +70,7 @@ def test_executor_failure_is_reconciled_next_round(tmp_path):
     assert "code 23" in failed.error or "INSUFFICIENT_RESOURCES (23)" in failed.error
     assert "rolled back" in failed.error
     assert failed.configuration == before == agent.node.read()
-    assert metrics.errors.value(kind="apply") == 1
+    assert metrics.value("rlmig_agent_errors_total", kind="apply") == 1
     retried = agent.round()  # from the node as read back, to the (same) target
     assert retried.result == "applied"
     target = retried.decision.configuration
@@ -113,7 +114,7 @@ def test_rate_outage_holds_then_stops_reconfiguring_until_rates_return(tmp_path)
     stale = []
     for _ in range(9):
         agent.round()
-        stale.append(metrics.rates_stale.value())
+        stale.append(metrics.value("rlmig_agent_rates_stale"))
         now[0] += 30.0
     results = [r.result for r in agent.records]
     # Rounds 3 and 4 hold the last rates (30 s and 60 s old) and still plan; 5 to 7 are past --max-stale.
@@ -127,7 +128,8 @@ def test_rate_outage_holds_then_stops_reconfiguring_until_rates_return(tmp_path)
     # ...and once rates return (round 8 reads interval 7's, after the shift) the agent reconfigures.
     assert results[8] == "applied" and agent.records[8].rates_fresh
     assert agent.records[8].configuration != agent.configurations[7]
-    assert metrics.errors.value(kind="rates") == 5 and metrics.rounds.value(result="held") == 3
+    assert metrics.value("rlmig_agent_errors_total", kind="rates") == 5
+    assert metrics.value("rlmig_agent_rounds_total", result="held") == 3
 
 
 def test_no_rates_at_start_holds_without_planning(tmp_path):

@@ -18,7 +18,7 @@ the way it tracks retraining are in `rlmig.node.agent`; the Kubernetes side of t
 from rlmig.node.agent import NodeAgent, RoundRecord
 from rlmig.node.kube import GpuClients, KubeClient, KubeError, MigManagerPublisher
 from rlmig.node.logs import JsonFormatter, event, setup_logging
-from rlmig.node.metrics import AgentMetrics, MetricsServer, Registry
+from rlmig.node.metrics import AgentMetrics, MetricsServer
 from rlmig.node.node import AgentStopped, ExecutorNode, MigPartedNode, Node, StopSignal, config_name
 from rlmig.node.rates import (
     FileRates,
@@ -49,7 +49,6 @@ __all__ = [
     "PromqlRates",
     "RateSource",
     "RatesUnavailable",
-    "Registry",
     "RoundRecord",
     "SimulatedRates",
     "StopSignal",

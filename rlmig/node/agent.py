@@ -209,7 +209,7 @@ class NodeAgent:
         except AgentStopped:
             raise
         except Exception as exc:
-            self.metrics.errors.inc(kind="recover")
+            self.metrics.errors.labels(kind="recover").inc()
             event(log, "recover_failed", level=logging.ERROR, error=_one_line(exc))
         else:
             if recovered is not None:
@@ -283,7 +283,7 @@ class NodeAgent:
         try:
             reading = self.source.read()
         except Exception as exc:
-            self.metrics.errors.inc(kind="rates")
+            self.metrics.errors.labels(kind="rates").inc()
             error = _one_line(exc)
             event(
                 log,
@@ -314,7 +314,7 @@ class NodeAgent:
             self._report_interval(outcome, self.loop.configurations[-1], downtime)
         if rates is not None:
             for name, rate in zip(names, rates, strict=True):
-                self.metrics.rate.set(float(rate), tenant=name)
+                self.metrics.rate.labels(tenant=name).set(float(rate))
         age = 0.0 if self.rates_at is None else now - self.rates_at
         stale = rates is None or age > self.max_stale_s
         self.metrics.rates_age.set(age)
@@ -330,14 +330,14 @@ class NodeAgent:
         if rates is not None or self.loop.history:
             forecast = self.loop.forecast()
             for name, rate in zip(names, forecast[0], strict=True):
-                self.metrics.forecast.set(float(rate), tenant=name)
+                self.metrics.forecast.labels(tenant=name).set(float(rate))
         record = self._decide(k, rates, fresh, forecast, stale, outcome, rate_error)
         self.records.append(record)
         self.metrics.interval.set(k)
         try:
             self.save_state()
         except OSError as exc:
-            self.metrics.errors.inc(kind="state")
+            self.metrics.errors.labels(kind="state").inc()
             event(
                 log, "state_not_saved", level=logging.ERROR, path=str(self.state_path), error=_one_line(exc)
             )
@@ -359,8 +359,8 @@ class NodeAgent:
         except AgentStopped:
             raise
         except Exception as exc:
-            self.metrics.errors.inc(kind="read")
-            self.metrics.rounds.inc(result="read_error")
+            self.metrics.errors.labels(kind="read").inc()
+            self.metrics.rounds.labels(result="read_error").inc()
             error = _one_line(exc)
             event(log, "read_failed", level=logging.ERROR, interval=k, error=error)
             return self._hold(k, "read_error", rates, fresh, forecast, None, outcome, error)
@@ -368,7 +368,7 @@ class NodeAgent:
         if k == 0:  # nothing owned yet: bring-up, as the simulator's first interval (module docstring)
             self.loop.bring_up(current if current.tenants() else None)
         if stale or forecast is None:
-            self.metrics.rounds.inc(result="held")
+            self.metrics.rounds.labels(result="held").inc()
             event(
                 log,
                 "holding",
@@ -389,8 +389,8 @@ class NodeAgent:
             raise
         except Exception as exc:
             seconds = time.perf_counter() - started
-            self.metrics.errors.inc(kind="planner")
-            self.metrics.rounds.inc(result="planner_error")
+            self.metrics.errors.labels(kind="planner").inc()
+            self.metrics.rounds.labels(result="planner_error").inc()
             error = _one_line(exc)
             event(
                 log,
@@ -406,7 +406,7 @@ class NodeAgent:
             return record
         seconds = time.perf_counter() - started
         decided_by = "fallback" if decision.fallback else "guard" if decision.overruled else "planner"
-        self.metrics.decisions.inc(planner=self.planner.name, decided_by=decided_by)
+        self.metrics.decisions.labels(planner=self.planner.name, decided_by=decided_by).inc()
         if decision.fallback:
             event(log, "fallback_decision", interval=k, planner=self.planner.name, fallback=decision.fallback)
         self.metrics.decision_seconds.observe(seconds)
@@ -426,7 +426,7 @@ class NodeAgent:
                 raise
             except Exception as exc:
                 self.apply_s = self.clock() - began  # rolled back or stopped: its instances were down too
-                self.metrics.errors.inc(kind="apply")
+                self.metrics.errors.labels(kind="apply").inc()
                 result, error = "apply_error", _one_line(exc)
                 placed = self._reread(exc, current)
                 event(
@@ -437,10 +437,10 @@ class NodeAgent:
                     error=error,
                     node=[str(g) for g in placed.gpus],
                 )
-        self.metrics.rounds.inc(result=result)
+        self.metrics.rounds.labels(result=result).inc()
         if applied is not None:
             for op in applied.applied:
-                self.metrics.operations.inc(kind=op.kind)
+                self.metrics.operations.labels(kind=op.kind).inc()
             if applied.pending:
                 event(log, "mode_change_pending", level=logging.WARNING, gpus=sorted(applied.pending))
         if result != "apply_error":
@@ -504,7 +504,7 @@ class NodeAgent:
         self.loop.commit(placed)
         self.metrics.instances.clear()
         for (tenant, role), count in _instances(placed).items():
-            self.metrics.instances.set(count, tenant=tenant, role=role)
+            self.metrics.instances.labels(tenant=tenant, role=role).set(count)
         if goodput is None:
             return None
         arrivals = float(forecast[0].sum()) * self.workload.interval_s
@@ -520,10 +520,10 @@ class NodeAgent:
         m.goodput.inc(float(outcome.goodput.sum()))
         m.arrivals.inc(arrivals)
         for i, name in enumerate(names):
-            m.accuracy.set(float(self.loop.tenants.accuracy[i]), tenant=name)
+            m.accuracy.labels(tenant=name).set(float(self.loop.tenants.accuracy[i]))
             samples = float(self.simulator.samples[i])
             progress = float(self.loop.tenants.progress[i])
-            m.retraining.set(progress / samples if samples else 0.0, tenant=name)
+            m.retraining.labels(tenant=name).set(progress / samples if samples else 0.0)
         event(
             log,
             "interval",

@@ -1,249 +1,158 @@
-"""The node agent's own Prometheus metrics: a small registry, the text exposition, an HTTP endpoint.
+"""The node agent's own Prometheus metrics (prometheus_client) and the HTTP endpoint that serves them.
 
 Usage::
 
-    >>> registry = Registry()
-    >>> errors = registry.counter("rlmig_agent_errors_total", "Errors by kind.", ("kind",))
-    >>> errors.inc(kind="planner")
-    >>> print(registry.render().splitlines()[2])
-    rlmig_agent_errors_total{kind="planner"} 1.0
+    >>> metrics = AgentMetrics()
+    >>> metrics.errors.labels(kind="planner").inc()
+    >>> metrics.value("rlmig_agent_errors_total", kind="planner")
+    1.0
 
-No dependency: the text format (version 0.0.4) is written here, and `MetricsServer` serves it on
-``/metrics`` (``/healthz`` answers ``ok``) from a daemon thread. `AgentMetrics` holds the metrics the
-agent exports; docs/deploy.md lists them.
+`AgentMetrics` holds the metrics the agent exports, each in its own `CollectorRegistry` (so several
+agents in one process, as in the tests, do not collide); gauges carry their unit in their name.
+`MetricsServer` serves the registry on ``/metrics`` in the text format and answers ``/healthz`` with
+``ok``, from a daemon thread. docs/deploy.md lists the metrics.
 """
 
 from __future__ import annotations
 
-import math
 import threading
-from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import choose_encoder
+
 DECISION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0)
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _number(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
-
-
-def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
-    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
-
-
-class _Metric:
-    kind = "untyped"
-
-    def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
-        self.name = name
-        self.help = help_text
-        self.label_names = tuple(labels)
-        self._lock = threading.Lock()
-
-    def _key(self, labels: dict[str, str]) -> tuple[str, ...]:
-        if set(labels) != set(self.label_names):
-            raise ValueError(f"{self.name} takes labels {self.label_names}, got {tuple(labels)}")
-        return tuple(str(labels[n]) for n in self.label_names)
-
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
-
-    def lines(self) -> list[str]:
-        raise NotImplementedError
-
-
-class Counter(_Metric):
-    """A value that only goes up."""
-
-    kind = "counter"
-
-    def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
-        super().__init__(name, help_text, labels)
-        self.values: dict[tuple[str, ...], float] = {} if labels else {(): 0.0}
-
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
-        if amount < 0:
-            raise ValueError("a counter only goes up")
-        key = self._key(labels)
-        with self._lock:
-            self.values[key] = self.values.get(key, 0.0) + amount
-
-    def value(self, **labels: str) -> float:
-        return self.values.get(self._key(labels), 0.0)
-
-    def lines(self) -> list[str]:
-        with self._lock:
-            items = sorted(self.values.items())
-        return [f"{self.name}{_labels(self.label_names, k)} {_number(v)}" for k, v in items]
-
-
-class Gauge(Counter):
-    """A value that goes up and down."""
-
-    kind = "gauge"
-
-    def clear(self) -> None:
-        """Forget every labelled value (the next `set` calls say what exists now)."""
-        with self._lock:
-            self.values.clear()
-
-    def set(self, value: float, **labels: str) -> None:
-        key = self._key(labels)
-        with self._lock:
-            self.values[key] = float(value)
-
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
-        key = self._key(labels)
-        with self._lock:
-            self.values[key] = self.values.get(key, 0.0) + amount
-
-
-class Histogram(_Metric):
-    """Observations counted into cumulative buckets, with their count and sum."""
-
-    kind = "histogram"
-
-    def __init__(self, name: str, help_text: str, buckets: Sequence[float] = DECISION_BUCKETS) -> None:
-        super().__init__(name, help_text)
-        self.buckets = tuple(sorted(buckets))
-        self.counts = [0] * (len(self.buckets) + 1)
-        self.count = 0
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        with self._lock:
-            index = next((i for i, b in enumerate(self.buckets) if value <= b), len(self.buckets))
-            self.counts[index] += 1
-            self.count += 1
-            self.sum += value
-
-    def lines(self) -> list[str]:
-        with self._lock:
-            counts, count, total = list(self.counts), self.count, self.sum
-        out, running = [], 0
-        for bound, n in zip((*self.buckets, math.inf), counts, strict=True):
-            running += n
-            out.append(f'{self.name}_bucket{{le="{_number(bound)}"}} {running}')
-        return [*out, f"{self.name}_count {count}", f"{self.name}_sum {_number(total)}"]
-
-
-class Registry:
-    """Metrics by name, rendered in registration order."""
-
-    def __init__(self) -> None:
-        self.metrics: dict[str, _Metric] = {}
-
-    def _add(self, metric: _Metric) -> _Metric:
-        if metric.name in self.metrics:
-            raise ValueError(f"metric {metric.name} registered twice")
-        self.metrics[metric.name] = metric
-        return metric
-
-    def counter(self, name: str, help_text: str, labels: Sequence[str] = ()) -> Counter:
-        return self._add(Counter(name, help_text, labels))  # type: ignore[return-value]
-
-    def gauge(self, name: str, help_text: str, labels: Sequence[str] = ()) -> Gauge:
-        return self._add(Gauge(name, help_text, labels))  # type: ignore[return-value]
-
-    def histogram(self, name: str, help_text: str, buckets: Sequence[float] = DECISION_BUCKETS) -> Histogram:
-        return self._add(Histogram(name, help_text, buckets))  # type: ignore[return-value]
-
-    def render(self) -> str:
-        """Every metric in the text exposition format."""
-        lines: list[str] = []
-        for metric in self.metrics.values():
-            lines += metric.header() + metric.lines()
-        return "\n".join(lines) + "\n"
 
 
 class AgentMetrics:
     """What the node agent exports (prefix ``rlmig_agent_``)."""
 
-    def __init__(self, registry: Registry | None = None) -> None:
-        r = self.registry = registry or Registry()
-        self.rounds = r.counter(
-            "rlmig_agent_rounds_total",
-            "Rounds by result: applied, unchanged, held (stale rates), planner_error, apply_error.",
-            ("result",),
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.rounds = Counter(
+            "rlmig_agent_rounds",
+            "Rounds by result: applied, unchanged, held (stale rates), planner_error, apply_error, "
+            "read_error.",
+            ["result"],
+            registry=r,
         )
-        self.decisions = r.counter(
-            "rlmig_agent_decisions_total",
+        self.decisions = Counter(
+            "rlmig_agent_decisions",
             "Planner decisions made, by what decided: the planner, its guard (another candidate than its "
             "proposal) or its fallback planner.",
-            ("planner", "decided_by"),
+            ["planner", "decided_by"],
+            registry=r,
         )
-        self.decision_seconds = r.histogram("rlmig_agent_decision_seconds", "Planner wall time per decision.")
-        self.apply_seconds = r.histogram(
-            "rlmig_agent_apply_seconds", "Wall time of each successful apply (the measured downtime)."
+        self.decision_seconds = Histogram(
+            "rlmig_agent_decision_seconds",
+            "Planner wall time per decision.",
+            buckets=DECISION_BUCKETS,
+            registry=r,
         )
-        self.reconfigured = r.counter(
-            "rlmig_agent_reconfigured_instances_total", "Instances created or given a new owner."
+        self.apply_seconds = Histogram(
+            "rlmig_agent_apply_seconds",
+            "Wall time of each apply (the measured downtime).",
+            buckets=DECISION_BUCKETS,
+            registry=r,
         )
-        self.operations = r.counter(
-            "rlmig_agent_operations_total", "Executor operations applied, by kind.", ("kind",)
+        self.reconfigured = Counter(
+            "rlmig_agent_reconfigured_instances", "Instances created or given a new owner.", registry=r
         )
-        self.predicted_goodput = r.gauge(
-            "rlmig_agent_predicted_goodput",
+        self.operations = Counter(
+            "rlmig_agent_operations", "Executor operations applied, by kind.", ["kind"], registry=r
+        )
+        self.predicted_goodput = Gauge(
+            "rlmig_agent_predicted_goodput_requests",
             "Goodput the simulator predicts for the interval just decided (accurate requests within SLO).",
+            registry=r,
         )
-        self.predicted_ratio = r.gauge(
+        self.predicted_ratio = Gauge(
             "rlmig_agent_predicted_goodput_ratio",
             "Predicted goodput / forecast arrivals, the interval decided.",
+            registry=r,
         )
-        self.goodput = r.counter(
-            "rlmig_agent_goodput_total", "Goodput of finished intervals: the simulator on the observed rates."
+        self.goodput = Counter(
+            "rlmig_agent_goodput_requests",
+            "Goodput of finished intervals: the simulator on the observed rates.",
+            registry=r,
         )
-        self.arrivals = r.counter("rlmig_agent_arrivals_total", "Requests observed over finished intervals.")
-        self.errors = r.counter(
-            "rlmig_agent_errors_total", "Errors by kind: planner, apply, rates, read, recover.", ("kind",)
+        self.arrivals = Counter(
+            "rlmig_agent_arrivals_requests", "Requests observed over finished intervals.", registry=r
         )
-        self.last_success = r.gauge(
+        self.errors = Counter(
+            "rlmig_agent_errors",
+            "Errors by kind: planner, apply, rates, read, recover, state.",
+            ["kind"],
+            registry=r,
+        )
+        self.last_success = Gauge(
             "rlmig_agent_last_success_timestamp_seconds",
             "Unix time of the last round that decided and applied.",
+            registry=r,
         )
-        self.interval = r.gauge("rlmig_agent_interval", "Index of the interval the agent last decided.")
-        self.rates_age = r.gauge("rlmig_agent_rates_age_seconds", "Seconds since rates were last read.")
-        self.rates_stale = r.gauge("rlmig_agent_rates_stale", "1 while rates are too old to reconfigure on.")
-        self.rate = r.gauge(
-            "rlmig_agent_rate", "Observed request rate of the last interval, req/s.", ("tenant",)
+        self.interval = Gauge(
+            "rlmig_agent_interval", "Index of the interval the agent last decided.", registry=r
         )
-        self.forecast = r.gauge(
-            "rlmig_agent_forecast_rate", "Forecast rate of the next interval.", ("tenant",)
+        self.rates_age = Gauge(
+            "rlmig_agent_rates_age_seconds", "Seconds since rates were last read.", registry=r
         )
-        self.accuracy = r.gauge(
-            "rlmig_agent_accuracy", "Serving model accuracy, as the agent tracks retraining.", ("tenant",)
+        self.rates_stale = Gauge(
+            "rlmig_agent_rates_stale", "1 while rates are too old to reconfigure on.", registry=r
         )
-        self.retraining = r.gauge(
-            "rlmig_agent_retraining_progress", "Share of the window's retraining job done.", ("tenant",)
+        self.rate = Gauge(
+            "rlmig_agent_rate_requests_per_second",
+            "Observed request rate of the last interval.",
+            ["tenant"],
+            registry=r,
         )
-        self.instances = r.gauge(
-            "rlmig_agent_instances", "MIG instances in place, by owner and role.", ("tenant", "role")
+        self.forecast = Gauge(
+            "rlmig_agent_forecast_rate_requests_per_second",
+            "Forecast request rate of the next interval.",
+            ["tenant"],
+            registry=r,
         )
+        self.accuracy = Gauge(
+            "rlmig_agent_accuracy_ratio",
+            "Serving model accuracy, as the agent tracks retraining.",
+            ["tenant"],
+            registry=r,
+        )
+        self.retraining = Gauge(
+            "rlmig_agent_retraining_progress_ratio",
+            "Share of the window's retraining job done.",
+            ["tenant"],
+            registry=r,
+        )
+        self.instances = Gauge(
+            "rlmig_agent_instances",
+            "MIG instances in place, by owner and role.",
+            ["tenant", "role"],
+            registry=r,
+        )
+
+    def render(self) -> str:
+        """Every metric in the text exposition format."""
+        return generate_latest(self.registry).decode()
+
+    def value(self, sample: str, **labels: str) -> float:
+        """The value of one sample (its full name, e.g. ``rlmig_agent_errors_total``); 0 when absent."""
+        found = self.registry.get_sample_value(sample, labels)
+        return 0.0 if found is None else float(found)
 
 
 class MetricsServer:
     """Serves a registry on ``/metrics`` (and ``/healthz``) from a daemon thread."""
 
-    def __init__(self, registry: Registry, port: int, address: str = "0.0.0.0") -> None:
+    def __init__(self, registry: CollectorRegistry, port: int, address: str = "0.0.0.0") -> None:
         outer = registry
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    body, kind, status = outer.render().encode(), CONTENT_TYPE, 200
+                    # the format the scraper asks for (Prometheus's Accept header), text 0.0.4 by default
+                    encoder, kind = choose_encoder(self.headers.get("Accept", ""))
+                    body, status = encoder(outer), 200
                 elif path == "/healthz":
                     body, kind, status = b"ok\n", "text/plain", 200
                 else:
