@@ -4,6 +4,7 @@ crashes on a fixed multi-GPU scenario (each operation failing in turn, a crash a
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import inspect
 import json
 
@@ -691,3 +692,29 @@ def test_a_new_owner_starts_only_once_the_instance_is_empty():
     with pytest.raises(ApplyError, match=r"still runs processes .* after its drain"):
         executor.apply(target)
     assert all(len(tags) == 1 for tags in fake.tenants(0).values())
+
+
+def test_gpu_instances_of_profiles_rlmig_does_not_know_are_seen_and_block_changes_there():
+    # The driver offers a profile gpus.yaml does not hold (here a made-up 2-slice one at index
+    # 2_SLICE_REV1, ID 99) and someone created one with nvidia-smi: read() reports it, and no plan
+    # touches that GPU, since its slots are taken by something rlmig cannot account for.
+    extra = dataclasses.replace(H100.profile("2g.20gb"), id=99, name="2g.20gb+x")
+    fake = FakeNvml("H100-80GB", 2, foreign_profiles={pynvml.NVML_GPU_INSTANCE_PROFILE_2_SLICE_REV1: extra})
+    fake.nvmlInit()
+    h = fake.nvmlDeviceGetHandleByIndex(0)
+    placement = fake.c_nvmlGpuInstancePlacement_t(0, extra.slots)
+    fake.nvmlDeviceCreateGpuInstanceWithPlacement(h, 99, ctypes.byref(placement))
+    backend = NvmlBackend(H100, fake)
+    state = backend.read()
+    (seen,) = state.gpus[0].foreign
+    assert seen.startswith("profile 99 at 0:2 (GPU instance ") and state.gpus[1].foreign == ()
+    executor = Executor(backend, hooks=FakeTenantHooks(fake))
+    target = Configuration.parse(H100, [["3g.40gb@4=bert"], ["7g.80gb@0=gpt"]])
+    with pytest.raises(
+        RlmigError, match=r"^GPU 0 holds GPU instances of profiles rlmig does not know \(profile 99"
+    ):
+        executor.apply(target)
+    assert fake.operations == 1  # only the foreign create: nothing was changed
+    # The other GPU alone can change.
+    only_gpu1 = Configuration.parse(H100, [[], ["7g.80gb@0=gpt"]])
+    assert executor.apply(only_gpu1).status == "complete"

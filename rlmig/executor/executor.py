@@ -160,6 +160,14 @@ class Executor:
         pending = {g.index: g.mig_pending for g in state.gpus if g.reset_pending}
         plan = plan_transition(current, target, incomplete=state.incomplete(), pending_modes=pending)
         plan.check()
+        touched = {op.gpu for op in plan.operations}
+        for g in state.gpus:
+            if g.foreign and g.index in touched:
+                raise RlmigError(
+                    f"GPU {g.index} holds GPU instances of profiles rlmig does not know "
+                    f"({', '.join(g.foreign)}): remove them, or leave this GPU out of the workload; "
+                    "nothing was changed"
+                )
         return plan
 
     # -- applying -----------------------------------------------------------------------------

@@ -186,11 +186,15 @@ class FakeNvml:
         reset_required: bool | None = None,
         extra_placements: dict[str, tuple[int, ...]] | None = None,
         seed: int = 0,
+        foreign_profiles: dict[int, Profile] | None = None,
     ) -> None:
         """`extra_placements`: per profile name, starts the driver lists among a profile's possible
         placements beyond the GPU model's (a driver that knows more than rlmig's data); listed only."""
         self.gpu = gpu_model(gpu)
         self.extra_placements = dict(extra_placements or {})
+        # profile index constant -> a profile the driver offers beyond the GPU model's (rlmig's data):
+        # someone else may create its instances (nvidia-smi), rlmig does not know it
+        self.foreign_profiles = dict(foreign_profiles or {})
         self._ids = random.Random(seed)  # GPU instance IDs (`seed`: which ones)
         enabled = [mig_enabled] * count if isinstance(mig_enabled, bool) else list(mig_enabled)
         if len(enabled) != count:
@@ -397,12 +401,17 @@ class FakeNvml:
     def _profile_by_index(self, g: _Gpu, index: int) -> Profile:
         if not 0 <= index < pynvml.NVML_GPU_INSTANCE_PROFILE_COUNT:
             raise _error(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        if index in self.foreign_profiles:
+            return self.foreign_profiles[index]
         for p in self.gpu.profiles:
             if gi_profile_index(pynvml, p) == index:
                 return p
         raise _error(pynvml.NVML_ERROR_NOT_SUPPORTED)
 
     def _profile_by_id(self, profile_id: int) -> Profile:
+        for p in self.foreign_profiles.values():
+            if p.id == int(profile_id):
+                return p
         try:
             return self.gpu.profile(int(profile_id))
         except RlmigError:

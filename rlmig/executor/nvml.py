@@ -267,8 +267,40 @@ class NvmlBackend:
                     ci_ids = tuple(sorted(ci for _, ci in self._compute_instances(index, handle, inst)))
                     observed.append(ObservedInstance(inst, gi_id, ci_ids, tuple(by_gi.get(gi_id, ()))))
             observed.sort(key=lambda o: o.instance.sort_key)
-            gpus.append(ObservedGpu(index, True, pending_enabled, tuple(observed)))
+            foreign = self._foreign_instances(index, device)
+            gpus.append(ObservedGpu(index, True, pending_enabled, tuple(observed), foreign=foreign))
         return NodeState(self.gpu, tuple(gpus))
+
+    def _foreign_instances(self, index: int, device: Any) -> tuple[str, ...]:
+        """GPU instances of every profile index the driver offers that rlmig's data does not hold (for
+        example ``1_SLICE_REV1`` where gpus.yaml lacks it): made by someone else, invisible otherwise."""
+        known = {p.id for p in self.gpu.profiles}
+        found = []
+        for profile_index in range(int(getattr(self.nvml, "NVML_GPU_INSTANCE_PROFILE_COUNT", 0))):
+            try:
+                info = self._call(
+                    f"GPU {index}: profile info",
+                    self.nvml.nvmlDeviceGetGpuInstanceProfileInfo,
+                    device,
+                    profile_index,
+                )
+            except NvmlError as exc:
+                if self._is(exc, "NVML_ERROR_NOT_SUPPORTED") or self._is(exc, "NVML_ERROR_INVALID_ARGUMENT"):
+                    continue
+                raise
+            if int(info.id) in known:
+                continue
+            handles = (self.nvml.c_nvmlGpuInstance_t * max(int(info.instanceCount), 1))()
+            count = ctypes.c_uint(0)
+            what = f"GPU {index}: list GPU instances of profile {info.id}"
+            self._call(
+                what, self.nvml.nvmlDeviceGetGpuInstances, device, info.id, handles, ctypes.byref(count)
+            )
+            for n in range(count.value):
+                gi = self._call(what, self.nvml.nvmlGpuInstanceGetInfo, handles[n])
+                place = gi.placement
+                found.append(f"profile {info.id} at {place.start}:{place.size} (GPU instance {gi.id})")
+        return tuple(found)
 
     def processes(self, index: int, inst: Instance | None) -> list[int]:
         """PIDs running on an instance (None: on the whole GPU)."""

@@ -53,6 +53,9 @@ class ObservedGpu:
     mig_pending: bool
     instances: tuple[ObservedInstance, ...] = ()
     pids: tuple[int, ...] = ()
+    # GPU instances of profiles rlmig's data does not hold (created by someone else): "profile ID at
+    # start:size (GPU instance N)". They take memory slots rlmig cannot account for.
+    foreign: tuple[str, ...] = ()
 
     @property
     def reset_pending(self) -> bool:
