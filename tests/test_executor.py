@@ -718,3 +718,35 @@ def test_gpu_instances_of_profiles_rlmig_does_not_know_are_seen_and_block_change
     # The other GPU alone can change.
     only_gpu1 = Configuration.parse(H100, [[], ["7g.80gb@0=gpt"]])
     assert executor.apply(only_gpu1).status == "complete"
+
+
+class Holders:
+    """Stands for the pods of a node holding MIG devices: `held` devices of one profile."""
+
+    def __init__(self, profile: str, held: int) -> None:
+        self.profile, self.held = profile, held
+
+    def holders(self, profile) -> int:
+        return self.held if profile.name == self.profile else 0
+
+
+def test_an_instance_a_pod_may_still_hold_is_not_destroyed():
+    # Two pods hold 3g.40gb devices (one in a crash loop: no process NVML could see); a plan that leaves
+    # one 3g.40gb would take a device from one of them, so it stops and rolls back.
+    current = Configuration.parse(A100, [["3g.40gb@0=a", "3g.40gb@4=b"]])
+    target = Configuration.parse(A100, [["3g.40gb@0=a", "2g.20gb@4=b", "1g.10gb@6=b"]])
+    fake = FakeNvml.from_configuration(current)
+    executor = Executor(
+        NvmlBackend(A100, fake),
+        hooks=FakeTenantHooks(fake),
+        owners=current,
+        device_holders=Holders("3g.40gb", 2),
+    )
+    with pytest.raises(
+        ApplyError, match=r"2 running pods on this node hold 3g\.40gb devices and only 1 would remain"
+    ):
+        executor.apply(target)
+    assert fake.layout(0) == current.gpus[0].layout
+    # One pod: the other 3g.40gb is free to go.
+    executor.device_holders = Holders("3g.40gb", 1)
+    assert executor.apply(target).status == "complete"

@@ -32,6 +32,7 @@ from rlmig.node import (
     MigManagerPublisher,
     MigPartedNode,
     NodeAgent,
+    PodDeviceHolders,
     config_name,
 )
 from rlmig.planners import make_planner
@@ -172,6 +173,9 @@ def test_rbac_allows_the_label_and_config_map_paths():
     assert pods["metadata"]["namespace"] == "gpu-operator"
     assert pods["rules"][0]["resources"] == ["pods"] and set(pods["rules"][0]["verbs"]) == {"list", "delete"}
     assert named("RoleBinding", "rlmig-agent-gpu-clients")["roleRef"]["name"] == "rlmig-agent-gpu-clients"
+    busy = named("ClusterRole", "rlmig-agent-busy-check")["rules"][0]  # --busy-check=pods
+    assert busy["resources"] == ["pods"] and busy["verbs"] == ["list"]
+    assert named("ClusterRoleBinding", "rlmig-agent-busy-check")["subjects"][0]["name"] == account
     doc = yaml.safe_load(cm["data"]["config.yaml"])
     assert doc["version"] == "v1" and "all-disabled" in doc["mig-configs"]
 
@@ -205,6 +209,7 @@ class FakeApi:
         # GPU Operator pods in gpu-operator: (name, app label, node, deploy label whose "true" keeps it)
         self.pods: list[dict[str, Any]] = []
         self.lag = 0  # lists of pods a paused DaemonSet's pod survives, as pods take time to terminate
+        self.node_pods: list[dict[str, Any]] = []  # every namespace's pods, as /api/v1/pods lists them
         self.requests: list[tuple[str, str, Any]] = []
         self.token_seen: str | None = None
         api = self
@@ -227,6 +232,11 @@ class FakeApi:
                 body = self._body()
                 api.requests.append((method, self.path, body))
                 path, _, query = self.path.partition("?")
+                if path == "/api/v1/pods":
+                    node = urllib.parse.parse_qs(query)["fieldSelector"][0].removeprefix("spec.nodeName=")
+                    return self._reply(
+                        200, {"items": [p for p in api.node_pods if p["spec"]["nodeName"] == node]}
+                    )
                 pods = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods(?:/([^/]+))?", path)
                 if pods:
                     return self._reply(*api.pod_request(method, pods.group(1), pods.group(2), query))
@@ -530,3 +540,22 @@ def test_an_apply_that_changes_mig_instances_runs_inside_the_pause(tmp_path):
     with pytest.raises(RlmigError, match=r"post-apply command .* exited 1: cdi: no such device"):
         failing.apply(current)
     assert calls[-2:] == ["pause", "resume"]
+
+
+def _pod(node: str, phase: str, *limits: dict[str, int]) -> dict[str, Any]:
+    containers = [{"name": f"c{i}", "resources": {"limits": lim}} for i, lim in enumerate(limits)]
+    return {"spec": {"nodeName": node, "containers": containers}, "status": {"phase": phase}}
+
+
+def test_pod_device_holders_count_the_mig_devices_of_unfinished_pods_on_the_node(api):
+    api.node_pods = [
+        _pod("gpu-1", "Running", {"nvidia.com/mig-3g.40gb": 1}, {"cpu": 1}),
+        _pod("gpu-1", "Pending", {"nvidia.com/mig-3g.40gb": 1}),  # devices allocated before it starts
+        _pod("gpu-1", "Succeeded", {"nvidia.com/mig-3g.40gb": 1}),  # finished: holds nothing
+        _pod("gpu-1", "Running", {"nvidia.com/mig-1g.10gb.me": 2}),
+        _pod("gpu-2", "Running", {"nvidia.com/mig-3g.40gb": 4}),  # another node
+    ]
+    holders = PodDeviceHolders(KubeClient(api.url), "gpu-1")
+    assert holders.holders(GPU.profile("3g.40gb")) == 2
+    assert holders.holders(GPU.profile("1g.10gb+me")) == 2
+    assert holders.holders(GPU.profile("7g.80gb")) == 0

@@ -182,6 +182,14 @@ def _split_config_map(value: str | None) -> tuple[str, str] | None:
     "pods).",
 )
 @click.option(
+    "--busy-check",
+    type=click.Choice(["processes", "pods"]),
+    default="processes",
+    show_default=True,
+    help="nvml: before destroying an instance, check NVML's processes only, or also the MIG devices the "
+    "node's pods hold (in-cluster; needs --node and the right to list pods).",
+)
+@click.option(
     "--post-apply-cmd",
     help="nvml: a command run after each apply that changed MIG instances, before the GPU clients come back "
     "(no shell; for example 'nvidia-ctk cdi generate --output=/var/run/cdi/nvidia.yaml').",
@@ -240,6 +248,7 @@ def agent_command(
     start_cmd: str | None,
     allow_mode_change: bool,
     gpu_clients: str,
+    busy_check: str,
     post_apply_cmd: str | None,
     mig_parted_file: str | None,
     node_name: str | None,
@@ -288,6 +297,7 @@ def agent_command(
         mig_config_delay,
         gpu_clients=gpu_clients,
         post_apply_cmd=post_apply_cmd,
+        busy_check=busy_check,
     )
 
     handler = setup_logging(log_level)
@@ -344,18 +354,27 @@ def _node(
     *,
     gpu_clients: str = "leave",
     post_apply_cmd: str | None = None,
+    busy_check: str = "processes",
 ) -> Any:
     from rlmig.executor import CommandHooks, FakeNvml, FakeTenantHooks, NvmlBackend, load_configuration
-    from rlmig.node import ExecutorNode, GpuClients, KubeClient, MigManagerPublisher, MigPartedNode
+    from rlmig.node import (
+        ExecutorNode,
+        GpuClients,
+        KubeClient,
+        MigManagerPublisher,
+        MigPartedNode,
+        PodDeviceHolders,
+    )
 
     current = load_configuration(current_file) if current_file else None
     if current is not None and current.gpu != workload.gpu:
         raise RlmigError(f"--current is for {current.gpu.name} GPUs, the workload for {workload.gpu.name}")
     if backend == "mig-parted":
-        if journal_path or drain_cmd or start_cmd or gpu_clients != "leave" or post_apply_cmd:
+        nvml_only = gpu_clients != "leave" or post_apply_cmd or busy_check != "processes"
+        if journal_path or drain_cmd or start_cmd or nvml_only:
             raise RlmigError(
-                "--journal, --drain-cmd, --start-cmd, --gpu-clients and --post-apply-cmd are for the nvml "
-                "and fake backends (mig-manager does its own)"
+                "--journal, --drain-cmd, --start-cmd, --gpu-clients, --busy-check and --post-apply-cmd are "
+                "for the nvml and fake backends (mig-manager does its own)"
             )
         publisher = None
         if node_name:
@@ -385,11 +404,13 @@ def _node(
     else:
         nvml = NvmlBackend(workload.gpu, allow_mode_change=allow_mode_change)
         hooks = CommandHooks(drain_cmd, start_cmd)
-    clients = None
+    clients = holders = None
+    if (gpu_clients == "pause" or busy_check == "pods") and not node_name:
+        raise RlmigError("--gpu-clients pause and --busy-check pods need --node (or NODE_NAME)")
     if gpu_clients == "pause":
-        if not node_name:
-            raise RlmigError("--gpu-clients pause needs --node (or NODE_NAME)")
         clients = GpuClients(KubeClient.in_cluster(), node_name, stop=stop.event)
+    if busy_check == "pods":
+        holders = PodDeviceHolders(KubeClient.in_cluster(), node_name)
     post_apply = shlex.split(post_apply_cmd) if post_apply_cmd else None
     return ExecutorNode(
         nvml.open(),
@@ -400,6 +421,7 @@ def _node(
         name=backend,
         gpu_clients=clients,
         post_apply=post_apply,
+        device_holders=holders,
     )
 
 

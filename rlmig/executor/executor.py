@@ -40,8 +40,17 @@ from rlmig.executor.journal import Journal
 from rlmig.executor.nvml import InstanceBusyError, ModeChangeRefused
 from rlmig.executor.state import NodeState, OwnerBook
 from rlmig.executor.transition import Operation, Transition, plan_transition
+from rlmig.geometry import Profile
 
 Status = Literal["complete", "pending_reset", "rolled_back", "stopped", "written"]
+
+
+class DeviceHolders(Protocol):
+    """Who holds MIG devices beyond what NVML sees (`rlmig.node.kube.PodDeviceHolders`): a pod the kubelet
+    gave a MIG device keeps it even while it runs no process (init, crash loop)."""
+
+    def holders(self, profile: Profile) -> int:
+        """How many devices of `profile` the node's running pods hold."""
 
 
 class OpBackend(Protocol):
@@ -122,12 +131,14 @@ class Executor:
         owners: Configuration | None = None,
         drain_wait_s: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        device_holders: DeviceHolders | None = None,
     ) -> None:
         """`drain_wait_s`: how long a new owner's start waits for the processes of the instance's
         drained owner to exit (a drain hook may return before they do); `sleep` waits between reads."""
         self.backend = backend
         self.drain_wait_s = drain_wait_s
         self.sleep = sleep
+        self.device_holders = device_holders
         self.name = backend.name
         self.journal = Journal(journal) if isinstance(journal, str | Path) else journal
         self.hooks: TenantHooks = hooks or NoopHooks()
@@ -238,6 +249,12 @@ class Executor:
                         self._wait_until_empty(op)
                     self.hooks.start(op.gpu, op.instance, op.owner)
                 else:
+                    if (
+                        op.kind == "destroy_gi"
+                        and op.instance is not None
+                        and self.device_holders is not None
+                    ):
+                        self._check_holders(op)
                     note = self.backend.run(op)
                     if note:
                         pending[op.gpu] = note
@@ -249,6 +266,23 @@ class Executor:
                 self.journal.done(run, seq)
             book.apply(op)
             applied.append(op)
+
+    def _check_holders(self, op: Operation) -> None:
+        """Refuse to destroy an instance while the node's pods hold more devices of its profile than
+        would remain: some pod would lose the device the kubelet gave it (pigeonhole; the kubelet's
+        device plugin hands out devices per node and profile, so this is the check without its
+        PodResources API)."""
+        assert op.instance is not None and self.device_holders is not None
+        profile = op.instance.profile
+        held = self.device_holders.holders(profile)
+        remaining = (
+            sum(1 for g in self.backend.read().gpus for o in g.instances if o.instance.profile == profile) - 1
+        )
+        if held > remaining:
+            raise InstanceBusyError(
+                f"GPU {op.gpu}: {op.describe()} refused: {held} running pods on this node hold "
+                f"{profile.name} devices and only {remaining} would remain (drain those pods first)"
+            )
 
     def _wait_until_empty(self, op: Operation) -> None:
         """Wait (up to `drain_wait_s`) for the instance of a start to run no process: its previous owner

@@ -16,7 +16,7 @@ the way it tracks retraining are in `rlmig.node.agent`; the Kubernetes side of t
 """
 
 from rlmig.node.agent import NodeAgent, RoundRecord
-from rlmig.node.kube import GpuClients, KubeClient, KubeError, MigManagerPublisher
+from rlmig.node.kube import GpuClients, KubeClient, KubeError, MigManagerPublisher, PodDeviceHolders
 from rlmig.node.logs import JsonFormatter, event, setup_logging
 from rlmig.node.metrics import AgentMetrics, MetricsServer
 from rlmig.node.node import AgentStopped, ExecutorNode, MigPartedNode, Node, StopSignal, config_name
@@ -45,6 +45,7 @@ __all__ = [
     "MigPartedNode",
     "Node",
     "NodeAgent",
+    "PodDeviceHolders",
     "PrometheusRates",
     "PromqlRates",
     "RateSource",

@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from rlmig.errors import RlmigError
+from rlmig.geometry import Profile
 
 CONFIG_LABEL = "nvidia.com/mig.config"
 STATE_LABEL = "nvidia.com/mig.config.state"
@@ -116,6 +117,11 @@ class KubeClient:
             {"labelSelector": label_selector, "fieldSelector": f"spec.nodeName={node}"}
         )
         return list(self.request("GET", f"/api/v1/namespaces/{namespace}/pods?{query}").get("items") or [])
+
+    def node_pods(self, node: str) -> list[dict[str, Any]]:
+        """Every pod the API server has bound to `node`, in every namespace."""
+        query = urllib.parse.urlencode({"fieldSelector": f"spec.nodeName={node}"})
+        return list(self.request("GET", f"/api/v1/pods?{query}").get("items") or [])
 
     def delete_pod(self, namespace: str, name: str) -> None:
         self.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}")
@@ -199,6 +205,34 @@ class GpuClients:
             self.paused = []
         for pod in self.client.list_pods(self.namespace, VALIDATOR_POD, self.node):
             self.client.delete_pod(self.namespace, pod["metadata"]["name"])
+
+
+def mig_resource(profile: Profile) -> str:
+    """The device plugin's resource name for a profile in its mixed strategy (``nvidia.com/mig-3g.40gb``;
+    a media-extension profile ``1g.10gb+me`` is ``nvidia.com/mig-1g.10gb.me``)."""
+    return "nvidia.com/mig-" + profile.name.replace("+", ".")
+
+
+class PodDeviceHolders:
+    """The MIG devices the pods on one node hold, from the API server: per profile, the sum over the
+    containers of every pod not finished (Pending included: the kubelet allocates devices before the
+    containers start) of its `mig_resource` limit. The executor's pigeonhole check before destroying an
+    instance (`rlmig.executor.executor.DeviceHolders`)."""
+
+    def __init__(self, client: KubeClient, node: str) -> None:
+        self.client = client
+        self.node = node
+
+    def holders(self, profile: Profile) -> int:
+        resource = mig_resource(profile)
+        held = 0
+        for pod in self.client.node_pods(self.node):
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            for container in (pod.get("spec") or {}).get("containers") or []:
+                limits = (container.get("resources") or {}).get("limits") or {}
+                held += int(limits.get(resource, 0) or 0)
+        return held
 
 
 class MigManagerPublisher:

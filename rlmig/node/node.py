@@ -38,7 +38,7 @@ from typing import Protocol
 from rlmig.configuration import Configuration, Owner
 from rlmig.errors import RlmigError
 from rlmig.executor import ApplyResult, Executor, Journal, MigPartedBackend, NoopHooks, Operation, TenantHooks
-from rlmig.executor.executor import OpBackend
+from rlmig.executor.executor import DeviceHolders, OpBackend
 from rlmig.executor.migparted import mig_parted_layouts
 from rlmig.executor.state import NodeState
 from rlmig.executor.transition import MIG_OPS
@@ -155,6 +155,7 @@ class ExecutorNode:
         gpu_clients: AroundMigChange | None = None,
         post_apply: Sequence[str] | None = None,
         post_apply_timeout_s: float = 300.0,
+        device_holders: DeviceHolders | None = None,
     ) -> None:
         self.stop = stop or StopSignal()
         self.name = name or backend.name
@@ -167,6 +168,7 @@ class ExecutorNode:
             journal=journal,
             hooks=_GuardedHooks(hooks or NoopHooks(), self.stop),
             owners=owners,
+            device_holders=device_holders,
         )
 
     def read(self) -> Configuration:
