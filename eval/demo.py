@@ -22,13 +22,22 @@ from pathlib import Path
 from rich.console import Console
 
 from rlmig.eval.harness import Evaluation, RichProgress, build_planner, evaluate, resolve_scenario
-from rlmig.eval.plots import goodput_plot
+from rlmig.eval.plots import ranking_plot
 from rlmig.planners import make_planner
 
 DEMO_SCENARIO = "azure-retrain"
 DEMO_PLANNERS = ("ilp-myopic", "parva", "greedy", "static-best", "as-is", "ekya")
 DEMO_TIME_LIMIT = 5.0
 DEMO_PLOT = "rlmig-demo.png"
+NEXT_STEPS = """Next:
+  rlmig plan eval/scenarios/azure-retrain.yaml --planner ilp   one decision, instance by instance
+  rlmig eval my-workload.yaml                                  every planner on your own workload
+                                                               (the workload format: README, Workloads)
+  rlmig bound my-workload.yaml                                 the most any planner could reach on it
+  rlmig agent --workload my-workload.yaml --backend fake --interval 0
+                                                               the node agent on an in-memory node
+  docs/deploy.md                                               on GPU nodes, beside the GPU Operator"""
+"""What the demo suggests doing next, printed last."""
 
 
 @dataclass
@@ -65,7 +74,8 @@ def run_demo(out_dir: Path = Path("."), console: Console | None = None) -> DemoR
         evaluation = evaluate([path], planners, time_limit=DEMO_TIME_LIMIT, progress=progress)
     console.print(evaluation.scenario_table(evaluation.scenarios[0]).to_rich())
     out_dir = Path(out_dir)
-    plot = goodput_plot(evaluation.select(seed=0), out_dir / DEMO_PLOT)
+    bound = evaluation.bounds.get((evaluation.scenarios[0], 0))
+    plot = ranking_plot(evaluation.select(seed=0), out_dir / DEMO_PLOT, bound)
     seconds = time.perf_counter() - started
     console.print("What each planner optimises:")
     for name in planners:
@@ -75,6 +85,7 @@ def run_demo(out_dir: Path = Path("."), console: Console | None = None) -> DemoR
     )
     console.print(
         f"goodput = accurate requests served within the SLO / arrivals; vs ilp = goodput / the ILP's. "
-        f"Plot: {plot} ({seconds:.1f} s)"
+        f"Plot (planners ranked against the bound): {plot} ({seconds:.1f} s)"
     )
+    console.print(NEXT_STEPS)
     return DemoResult(evaluation, plot, seconds)

@@ -121,6 +121,44 @@ def goodput_plot(results: Sequence[EvalResult], path: str | Path, title: str | N
     return save_figure(fig, path)
 
 
+def ranking_plot(
+    results: Sequence[EvalResult], path: str | Path, bound: float | None = None, title: str | None = None
+) -> Path:
+    """Each planner's goodput ratio on one scenario, best first, as horizontal bars against the
+    hindsight bound: the ranking at a glance (`goodput_plot` shows the same runs over time)."""
+    ranked = sorted(results, key=lambda r: r.goodput_ratio)  # barh draws bottom-up: the best on top
+    values = np.array([r.goodput_ratio for r in ranked])
+    names = [r.planner for r in ranked]
+    kind = {
+        name: ("ILP" if name.startswith("ilp") else "learned" if name == "rl" else "heuristic")
+        for name in names
+    }
+    palette = {"ILP": "#1f77b4", "learned": "#9467bd", "heuristic": "#8c8c8c"}
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(ranked) + 1.6))
+    ax.barh(names, values, color=[palette[kind[n]] for n in names])
+    low = max(0.0, float(values.min()) - 0.05)
+    for y, value in enumerate(values):
+        label = f"{value:.3f}" + (f"  ({value / bound:.1%} of bound)" if bound else "")
+        ax.text(value + 0.002, y, label, va="center", fontsize=8)
+    if bound:
+        ax.axvline(bound, color="black", linestyle="--", linewidth=1)
+        ax.text(bound, len(ranked) - 0.4, f" hindsight bound {bound:.3f}", fontsize=8, va="bottom")
+    ax.set_xlim(low, 1.0 + 0.12 * (1.0 - low))
+    ax.set_xlabel("goodput ratio over the run (accurate requests within SLO / arrivals; higher is better)")
+    ax.set_ylim(-0.6, len(ranked) + 0.4)
+    ax.legend(
+        handles=[Patch(color=c, label=k) for k, c in palette.items() if k in kind.values()],
+        loc="lower right",
+        fontsize=8,
+        frameon=False,
+    )
+    workload = ranked[0].workload
+    ax.set_title(title or f"{workload.name if workload else ranked[0].scenario}: planners ranked by goodput")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def _blocks(configs: Sequence[Configuration]) -> list[tuple[int, int, int, int, int, tuple[str, ...], str]]:
     """Runs of identical instances over consecutive configurations:
     (gpu, first, last + 1, start slot, slots, owners, role) with role inference, retraining, idle or

@@ -13,7 +13,7 @@ from rich.console import Console
 from rlmig.cli import cli, main
 from rlmig.cli.eval import eval_command
 from rlmig.errors import RlmigError
-from rlmig.eval.demo import run_demo
+from rlmig.eval.demo import NEXT_STEPS, run_demo
 from rlmig.eval.harness import (
     build_planner,
     default_planners,
@@ -288,6 +288,11 @@ def test_run_demo_writes_its_plot(tmp_path: Path) -> None:
     assert demo.plot.read_bytes()[:8] == PNG
     text = buffer.getvalue()
     assert "azure-retrain" in text and "ilp" in text and "ekya" in text
+    assert text.rstrip().endswith("on GPU nodes, beside the GPU Operator")  # it ends with what to do next
+    for line in NEXT_STEPS.splitlines()[1:]:
+        command = line.split("  ")[1].strip() if line.startswith("  rlmig") else ""
+        if command:  # every suggested command names a real subcommand
+            assert main([command.split()[1], "--help"]) == 0
     assert {r.planner for r in demo.evaluation.results} >= {
         "ilp-myopic",
         "parva",
