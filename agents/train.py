@@ -44,6 +44,7 @@ from rlmig.envs.mig_reconfig import MigReconfigEnv
 from rlmig.envs.scenarios import ScenarioSampler
 from rlmig.errors import ConfigError
 from rlmig.geometry import DEFAULT_GPU_MODEL, gpu_model
+from rlmig.inputs import read_yaml
 from rlmig.planners import make_planner, run_planner
 from rlmig.planners.ilp import IlpPlanner
 from rlmig.planners.rl import RlPlanner
@@ -103,12 +104,7 @@ class TrainConfig:
 def load_config(path: str | Path) -> TrainConfig:
     """Read a training config; unknown or mistyped fields get a one-line error naming them."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the training config ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    raw = read_yaml(path, "the training config")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a training config is a mapping")
     sections = {"imitation": ImitationConfig, "ppo": PpoConfig, "evaluation": EvaluationConfig}

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import yaml
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -52,6 +51,7 @@ from rich.progress import (
 from rlmig.bound import hindsight_bound
 from rlmig.errors import ConfigError, RlmigError
 from rlmig.eval.tables import TableData, fmt, fmt_ms
+from rlmig.inputs import read_yaml
 from rlmig.planners import PLANNERS, Planner, PlannerRun, make_planner, run_planner
 from rlmig.workload import Workload, load_workload, parse_workload
 
@@ -104,7 +104,7 @@ def load_scenario(ref: str | Path, seed: int = 0) -> Workload:
     workload = load_workload(path)  # validates the file as written, with errors naming it
     if seed == 0:
         return workload
-    data = reseed(yaml.safe_load(path.read_text()), seed)
+    data = reseed(read_yaml(path, "scenario file"), seed)
     return parse_workload(data, source=str(path), base_dir=path.parent, default_name=path.stem)
 
 

@@ -33,6 +33,7 @@ import yaml
 
 from rlmig.errors import ConfigError, RlmigError
 from rlmig.geometry import GpuModel, Layout
+from rlmig.inputs import load_yaml
 
 DEFAULT_CONFIG_NAME = "rlmig"
 
@@ -83,10 +84,7 @@ def from_mig_parted(
     disabled, and counts that are all zero. Raises `ConfigError` with the entry and field at fault.
     """
     if isinstance(doc, str):
-        try:
-            doc = yaml.safe_load(doc)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"mig-parted config is not YAML: {_first_line(exc)}") from None
+        doc = load_yaml(doc, "mig-parted config")
     if not isinstance(doc, Mapping):
         raise ConfigError("mig-parted config must be a mapping with 'version' and 'mig-configs'")
     if doc.get("version") != "v1":
@@ -181,7 +179,3 @@ def _devices(value: object, gpu_count: int | None, where: str) -> list[int]:
     if len(set(value)) != len(value):
         raise ConfigError(f"{where}.devices lists a GPU twice")
     return list(value)
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -42,12 +42,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 
 from rlmig.catalog import ModelProfile, catalog, model_profile
 from rlmig.configuration import Configuration
 from rlmig.errors import ConfigError, RlmigError
 from rlmig.geometry import GpuModel, gpu_model
+from rlmig.inputs import read_yaml
 from rlmig.traces import RateSeries, builtin_series, synthetic
 
 Mode = Literal["serve", "dynamic"]
@@ -155,17 +155,7 @@ class Workload:
 def load_workload(path: str | Path) -> Workload:
     """Read and validate a workload YAML file; `ConfigError` names the file and field at fault."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read workload file ({exc.strerror or exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}:{where} not valid YAML: {problem}") from None
+    data = read_yaml(path, "workload file")
     return parse_workload(data, source=str(path), base_dir=path.parent, default_name=path.stem)
 
 

@@ -228,7 +228,7 @@ def test_errors_are_one_line(capsys, files, tmp_path):
     plan, current = files
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    assert "bad.json is not JSON" in one_line_error(capsys, "apply", str(bad), "--backend", "fake")
+    assert "bad.json: not JSON" in one_line_error(capsys, "apply", str(bad), "--backend", "fake")
     bad.write_text(
         json.dumps({**PLAN, "gpus": [{"index": 0, "instances": [{"profile": "3g.40gb", "start": 2}]}]})
     )

@@ -99,7 +99,7 @@ def test_read_back_places_counts_to_leave_room():
             "version: v1\nmig-configs: {a: [{devices: [0], mig-enabled: true, mig-devices: {4g.40gb: 2}}]}",
             "no valid placement of 2 x 4g.40gb on A100-80GB",
         ),
-        ("version: v1\nmig-configs: [", "not YAML"),
+        ("version: v1\nmig-configs: [", "not valid YAML"),
         # What mig-parted's own parser (api/spec/v1) rejects:
         ("version: v1\nmig-configs: {a: []}", "mig-configs.a: at least one device entry is required"),
         ("version: v1\nmig-config: {}", "unexpected field 'mig-config'"),

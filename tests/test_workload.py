@@ -159,7 +159,7 @@ def test_file_errors_name_the_file(tmp_path):
         load_workload(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("gpu: [A100\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml: line \d+ not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML: line \d+"):
         load_workload(bad)
 
 

@@ -43,6 +43,7 @@ from rlmig.executor.planfile import configuration_json, parse_configuration
 from rlmig.executor.state import OwnerBook
 from rlmig.executor.transition import Operation, Transition
 from rlmig.geometry import GpuModel
+from rlmig.inputs import read_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,12 +158,9 @@ class Journal:
 
     def records(self) -> list[dict[str, Any]]:
         """Every record (a torn or unreadable last line is dropped)."""
-        try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
+        if not self.path.exists():
             return []
-        except OSError as exc:
-            raise RlmigError(f"journal {self.path}: {exc.strerror or exc}") from None
+        lines = read_text(self.path, "the journal").splitlines()
         records = []
         for n, line in enumerate(lines):
             try:

@@ -28,7 +28,6 @@ type-checked when present. `configuration_json` writes the same format back.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from typing import Any
 from rlmig.configuration import ROLES, Configuration, GpuConfig, Owner
 from rlmig.errors import ConfigError, RlmigError
 from rlmig.geometry import Instance, gpu_model
+from rlmig.inputs import load_json, read_text
 
 SEGMENT_FIELDS = ("batch", "processes", "latency_ms")
 """How to run an inference instance, as a plan gives it (what the inference server must be set to)."""
@@ -50,14 +50,7 @@ def load_configuration(
     receives each inference instance's batch size, MPS processes and latency."""
     path = Path(path)
     what = what or path.name
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{what} is not JSON: {exc}") from None
+    doc = load_json(read_text(path, "plan file"), what)
     return parse_configuration(doc, what, segments)
 
 

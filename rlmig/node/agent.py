@@ -68,6 +68,7 @@ from rlmig.dynamics import changed_instances
 from rlmig.errors import RlmigError
 from rlmig.executor import ApplyError, ApplyResult
 from rlmig.executor.planfile import configuration_json
+from rlmig.inputs import read_json
 from rlmig.loop import DecisionLoop, predicted_goodput
 from rlmig.node.logs import event
 from rlmig.node.metrics import AgentMetrics
@@ -248,11 +249,9 @@ class NodeAgent:
             return
         where = f"agent state {self.state_path}"
         try:
-            doc = json.loads(self.state_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise RlmigError(
-                f"{where}: cannot read it ({_one_line(exc)}); remove it to start afresh"
-            ) from None
+            doc = read_json(self.state_path, "the agent state")
+        except RlmigError as exc:
+            raise RlmigError(f"{where}: {exc}; remove it to start afresh") from None
         if (
             not isinstance(doc, dict)
             or doc.get("format") != STATE_FORMAT

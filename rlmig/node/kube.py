@@ -38,6 +38,7 @@ import yaml
 
 from rlmig.errors import RlmigError
 from rlmig.geometry import Profile
+from rlmig.inputs import load_yaml
 
 CONFIG_LABEL = "nvidia.com/mig.config"
 STATE_LABEL = "nvidia.com/mig.config.state"
@@ -262,17 +263,14 @@ class MigManagerPublisher:
         if self.config_map is None:
             return
         namespace, cm_name = self.config_map
-        entry = (yaml.safe_load(config_text) or {}).get("mig-configs", {}).get(name)
+        entry = (load_yaml(config_text, "the mig-parted config") or {}).get("mig-configs", {}).get(name)
         if entry is None:
             raise RlmigError(f"the mig-parted config holds no entry {name!r}")
         for _ in range(self.attempts):
             cm = self.client.get_config_map(namespace, cm_name)
             data = cm.setdefault("data", {}) or {}
             cm["data"] = data
-            try:
-                doc = yaml.safe_load(data.get(self.key) or "") or {}
-            except yaml.YAMLError:
-                raise RlmigError(f"ConfigMap {namespace}/{cm_name}: {self.key} is not YAML") from None
+            doc = load_yaml(data.get(self.key) or "", f"ConfigMap {namespace}/{cm_name}: {self.key}") or {}
             doc.setdefault("version", "v1")
             configs = doc.setdefault("mig-configs", {}) or {}
             doc["mig-configs"] = configs

@@ -51,7 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from rlmig.errors import RlmigError
+from rlmig.errors import ConfigError, RlmigError
+from rlmig.inputs import load_json, read_text
 from rlmig.workload import Workload
 
 DEFAULT_METRIC = "nv_inference_request_success"
@@ -310,9 +311,9 @@ class FileRates:
 
     def read(self) -> dict[str, float]:
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise RatesUnavailable(f"{self.path}: cannot read ({exc.strerror or exc})") from None
+            text = read_text(self.path, "the rate file")
+        except ConfigError as exc:
+            raise RatesUnavailable(str(exc)) from None
         found = self._json(text) if self.path.suffix.lower() == ".json" else self._csv(text)
         rates = dict.fromkeys(self.tenants, 0.0)
         for tenant, rate in found.items():
@@ -322,9 +323,9 @@ class FileRates:
 
     def _json(self, text: str) -> dict[str, float]:
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise RatesUnavailable(f"{self.path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+            data = load_json(text, str(self.path))
+        except ConfigError as exc:
+            raise RatesUnavailable(str(exc)) from None
         if isinstance(data, dict) and isinstance(data.get("rates"), dict):
             data = data["rates"]
         if not isinstance(data, dict):

@@ -22,6 +22,7 @@ only in size. `rlmig.agents.export` writes checkpoints from a trained MaskablePP
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import numpy as np
 
 from rlmig.errors import RlmigError
 from rlmig.geometry import gpu_model
+from rlmig.inputs import read_json
 from rlmig.policy.codec import OBS_VERSION, PolicySpec
 
 CARD_FORMAT = "rlmig-policy/2"
@@ -81,12 +83,7 @@ def load_policy(folder: str | Path) -> tuple[NumpyPolicy, dict[str, Any]]:
     this installation can run."""
     folder = Path(folder)
     card_path, weights_path = folder / "card.json", folder / "policy.npz"
-    try:
-        card = json.loads(card_path.read_text())
-    except OSError as exc:
-        raise RlmigError(f"{card_path}: cannot read the checkpoint card ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise RlmigError(f"{card_path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+    card = read_json(card_path, "the checkpoint card")
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise RlmigError(f"{card_path}: not an {CARD_FORMAT} card")
     activation = card.get("activation")
@@ -97,7 +94,7 @@ def load_policy(folder: str | Path) -> tuple[NumpyPolicy, dict[str, Any]]:
         with np.load(weights_path, allow_pickle=False) as data:
             weights = tuple(np.asarray(data[f"w{i}"], np.float32) for i in range(layers))
             biases = tuple(np.asarray(data[f"b{i}"], np.float32) for i in range(layers))
-    except (OSError, KeyError, ValueError, TypeError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile, EOFError) as exc:
         raise RlmigError(f"{weights_path}: cannot read the weights ({type(exc).__name__}: {exc})") from None
     for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
         if w.ndim != 2 or b.shape != (w.shape[0],) or (i and w.shape[1] != weights[i - 1].shape[0]):
