@@ -164,9 +164,10 @@ class GpuModel:
         """Parse ``PROFILE@START`` (for example ``3g.20gb@4``) into an instance of this GPU."""
         if isinstance(spec, Instance):
             return Instance(self.profile(spec.profile.id), spec.start)
-        match = _INSTANCE_SPEC.match(spec)
-        if match is None:
-            raise RlmigError(f"malformed instance {spec!r}: expected PROFILE@START, for example 3g.20gb@4")
+        match = _INSTANCE_SPEC.match(spec) if isinstance(spec, str) else None
+        if match is None or len(match.group(2)) > 3:  # a start slot has at most 3 digits (a GPU has <= 8)
+            shown = spec if len(str(spec)) <= 60 else str(spec)[:57] + "..."
+            raise RlmigError(f"malformed instance {shown!r}: expected PROFILE@START, for example 3g.20gb@4")
         return Instance(self.profile(match.group(1)), int(match.group(2)))
 
     def instances(self, specs: Iterable[str | Instance]) -> list[Instance]:

@@ -34,9 +34,18 @@ MAX_DEPTH = 64
 """The deepest nesting of mappings and lists accepted (the formats rlmig reads need fewer than 10)."""
 
 
+def one_line(text: str) -> str:
+    """`text` with its line breaks shown as ``\\n``: a message stays one line whatever it quotes."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def quote(value: object, limit: int = 80) -> str:
-    """`value`'s repr, cut to at most `limit` characters."""
-    text = repr(value)
+    """`value`'s repr, cut to at most `limit` characters (an integer too long to print is described)."""
+    try:
+        text = repr(value)
+    except ValueError:  # Python refuses to print integers of more than 4300 digits
+        digits = int(abs(value).bit_length() * 0.30103) + 1 if isinstance(value, int) else 0
+        return f"an integer of about {digits} digits"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -64,7 +73,8 @@ class _StrictLoader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
             raise _Refused(
-                mark, "YAML aliases are not accepted (an alias can expand a small file into a huge one)"
+                mark,
+                "YAML aliases are not accepted",  # a few nested ones expand into gigabytes
             )
         depth = getattr(self, "_depth", 0)
         if depth >= MAX_DEPTH:

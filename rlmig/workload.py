@@ -47,7 +47,7 @@ from rlmig.catalog import ModelProfile, catalog, model_profile
 from rlmig.configuration import Configuration
 from rlmig.errors import ConfigError, RlmigError
 from rlmig.geometry import GpuModel, gpu_model
-from rlmig.inputs import read_yaml
+from rlmig.inputs import one_line, quote, read_yaml
 from rlmig.traces import RateSeries, builtin_series, synthetic
 
 Mode = Literal["serve", "dynamic"]
@@ -152,6 +152,16 @@ class Workload:
         return tuple(model_profile(t.model, self.gpu, models) for t in self.tenants)
 
 
+MAX_GPUS = 4096
+"""The most GPUs a workload may name (the latency sweeps go to 1,024)."""
+MAX_TENANTS = 1024
+"""The most tenants a workload may list."""
+MAX_INTERVALS = 100_000
+"""The most decision intervals a run may span (69 days of minutes): rates are held per interval."""
+MAX_PROCESSES = 48
+"""The most MPS processes a segment may use (CUDA MPS serves at most 48 clients per GPU)."""
+
+
 def load_workload(path: str | Path) -> Workload:
     """Read and validate a workload YAML file; `ConfigError` names the file and field at fault."""
     path = Path(path)
@@ -176,6 +186,10 @@ def parse_workload(
     duration_s = p.positive(data, "duration_s")
     if not _is_multiple(duration_s, interval_s):
         raise p.error("duration_s", f"must be a multiple of interval_s ({interval_s:g}), got {duration_s:g}")
+    if duration_s / interval_s > MAX_INTERVALS:
+        raise p.error(
+            "duration_s", f"must span at most {MAX_INTERVALS} intervals, got {duration_s / interval_s:.3g}"
+        )
     downtime_s = p.number(data, "downtime_s", default=5.0, low=0.0)
     if downtime_s > interval_s:
         raise p.error("downtime_s", f"must not exceed interval_s ({interval_s:g}), got {downtime_s:g}")
@@ -185,13 +199,15 @@ def parse_workload(
     slo_fraction = p.number(data, "slo_fraction", default=0.5, low=0.0)
     if not 0 < slo_fraction <= 1:
         raise p.error("slo_fraction", f"must be in (0, 1], got {slo_fraction:g}")
-    max_processes = p.integer(data, "max_processes", default=3, low=1)
+    max_processes = p.integer(data, "max_processes", default=3, low=1, high=MAX_PROCESSES)
     exclude_flagged = p.get(data, "exclude_flagged", bool, default=False)
-    gpu_count = p.integer(data, "gpus", low=1)
+    gpu_count = p.integer(data, "gpus", low=1, high=MAX_GPUS)
 
     raw_tenants = p.get(data, "tenants", list)
     if not raw_tenants:
         raise p.error("tenants", "must list at least one tenant")
+    if len(raw_tenants) > MAX_TENANTS:
+        raise p.error("tenants", f"must list at most {MAX_TENANTS} tenants, got {len(raw_tenants)}")
     tenants = tuple(p.tenant(raw, f"tenants[{i}]", model, interval_s) for i, raw in enumerate(raw_tenants))
     names = [t.name for t in tenants]
     for i, name in enumerate(names):
@@ -232,7 +248,7 @@ class _Parser:
         self.base_dir = base_dir
 
     def error(self, where: str, message: str) -> ConfigError:
-        return ConfigError(f"{self.source}: {where + ': ' if where else ''}{message}")
+        return ConfigError(one_line(f"{self.source}: {where + ': ' if where else ''}{message}"))
 
     def no_unknown(self, data: Mapping[str, Any], known: set[str], where: str) -> None:
         for key in data:
@@ -272,10 +288,14 @@ class _Parser:
             raise self.error(f"{where}.{key}" if where else key, f"must be positive, got {value:g}")
         return value
 
-    def integer(self, data: Mapping[str, Any], key: str, default: Any = ..., low: int = 0) -> int:
+    def integer(
+        self, data: Mapping[str, Any], key: str, default: Any = ..., low: int = 0, high: int | None = None
+    ) -> int:
         value = self.get(data, key, int, default=default)
         if value < low:
-            raise self.error(key, f"must be at least {low}, got {value}")
+            raise self.error(key, f"must be at least {low}, got {quote(value)}")
+        if high is not None and value > high:
+            raise self.error(key, f"must be at most {high}, got {quote(value)}")
         return int(value)
 
     def tenant(self, raw: Any, where: str, gpu: GpuModel, interval_s: float) -> Tenant:

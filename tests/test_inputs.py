@@ -20,7 +20,7 @@ from rlmig.inputs import load_json, load_yaml, quote, read_text
 from rlmig.migparted import from_mig_parted
 from rlmig.node.rates import FileRates, RatesUnavailable
 from rlmig.policy import load_checkpoint
-from rlmig.workload import load_workload
+from rlmig.workload import load_workload, parse_workload
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "a100-80gb"
@@ -135,3 +135,37 @@ def test_structured_nonsense_in_a_workload_and_a_plan_is_one_line(tmp_path, doc)
 def test_read_text_names_a_missing_file(tmp_path):
     with pytest.raises(RlmigError, match=r"nowhere\.yaml: cannot read workload file"):
         read_text(tmp_path / "nowhere.yaml", "workload file")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"gpus": 10**9}, "gpus: must be at most 4096, got 1000000000"),
+        ({"duration_s": 6e11}, "duration_s: must span at most 100000 intervals"),
+        ({"max_processes": 10**6}, "max_processes: must be at most 48"),
+        ({"gpus": 10**5000}, "gpus: must be at most 4096, got an integer of about 5001 digits"),
+    ],
+)
+def test_sizes_that_would_exhaust_memory_or_time_are_refused_at_once(change, message):
+    base = {
+        "gpu": "A100-80GB",
+        "gpus": 1,
+        "interval_s": 60,
+        "duration_s": 600,
+        "tenants": [{"name": "a", "model": "bert", "slo_ms": 100, "load": 10}],
+    }
+    start = time.perf_counter()
+    with pytest.raises(RlmigError) as caught:
+        parse_workload({**base, **change}, source="w.yaml")
+    text = str(caught.value)
+    assert message in text and "\n" not in text and len(text) < 200
+    assert time.perf_counter() - start < 1
+
+
+def test_a_start_slot_of_thousands_of_digits_is_one_short_line():
+    from rlmig.configuration import Configuration
+
+    with pytest.raises(RlmigError) as caught:
+        Configuration.parse(gpu_model("A100-80GB"), [["1g.10gb@" + "9" * 5000]])
+    text = str(caught.value)
+    assert "malformed instance" in text and len(text) < 200 and "\n" not in text
