@@ -194,3 +194,21 @@ def test_module_entry_points_are_thin_wrappers_over_the_cli(capsys):
 
     assert catalog_main(["--report"]) == 0
     assert "| resnet50 |" in capsys.readouterr().out
+
+
+def test_flags_are_checked_before_any_work(capsys, tmp_path):
+    spike = str(SCENARIOS / "spike-shift.yaml")
+    for argv, message in [
+        (["simulate", spike, "--planner", "greedy", "--horizon", "5"], "--horizon is for the ILP planners"),
+        (
+            ["simulate", spike, "--planner", "parva", "--time-limit", "3"],
+            "--time-limit is for the ILP planners",
+        ),
+        (["simulate", spike, "--planner", "ilp", "--time-limit", "nan"], "must be a finite number, got nan"),
+        (["agent", "--workload", spike, "--backend", "fake", "--interval", "inf"], "must be a finite number"),
+        (["agent", "--workload", spike, "--backend", "fake", "--shutdown-grace", "-1"], "must be at least 0"),
+        (["plan", spike, "--mig-parted", str(tmp_path / "no" / "x.yaml")], "does not exist"),
+    ]:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and err.count("\n") == 1 and err.startswith("rlmig: error: ") and message in err, err
+    assert not (tmp_path / "no").exists()

@@ -194,7 +194,7 @@ def test_eval_cli_json_on_stdout(tiny: tuple[Path, Path], rlmig_eval, capsys) ->
     [
         (["--planners", "ilp,nosuch"], "unknown planner 'nosuch'"),
         (["--seeds", "0"], "--seeds must be at least 1"),
-        (["--time-limit", "-1"], "--time-limit must be a positive"),
+        (["--time-limit", "-1"], "--time-limit': must be at least 0, got -1"),
         (["--json", "/no/such/folder/out.json"], "--json: no folder"),
     ],
 )

@@ -518,8 +518,8 @@ def test_command_hooks_render_and_fail_one_line():
     assert argv == ["kubectl", "drain-tenant", "bert", "--gpu", "1", "--mig", "3g.40gb@4"]
     with pytest.raises(RlmigError, match="hook false exited 1"):
         hooks.start(0, None, Owner("bert"))
-    with pytest.raises(RlmigError, match="hook command"):
-        CommandHooks("{nope}", None).drain(0, None, Owner("bert"))
+    with pytest.raises(RlmigError, match=r"--drain-cmd '\{nope\}': unknown field"):  # before any operation
+        CommandHooks("{nope}", None)
 
 
 # -- plan files and mig-parted ----------------------------------------------------------------
@@ -570,6 +570,9 @@ def test_plan_files_round_trip_and_errors_name_the_field():
 def test_mig_parted_backend_writes_the_config_and_the_label(tmp_path):
     path = tmp_path / "cfg" / "mig.yaml"
     backend = MigPartedBackend(path, config_name="rlmig-42", node="gpu-7", current=CURRENT)
+    with pytest.raises(RlmigError, match=r"cfg/mig\.yaml: the folder .*cfg does not exist"):
+        backend.apply(TARGET)  # folders are not created behind the user's back
+    path.parent.mkdir()
     result = backend.apply(TARGET)
     assert result.status == "written"
     back = from_mig_parted(yaml.safe_load(path.read_text()), H100, config_name="rlmig-42")
@@ -750,3 +753,13 @@ def test_an_instance_a_pod_may_still_hold_is_not_destroyed():
     # One pod: the other 3g.40gb is free to go.
     executor.device_holders = Holders("3g.40gb", 1)
     assert executor.apply(target).status == "complete"
+
+
+def test_hook_templates_are_checked_before_any_operation():
+    with pytest.raises(
+        RlmigError, match=r"--start-cmd 'echo \{nosuch\}': unknown field \{nosuch\} \(known: \{gpu\}"
+    ):
+        CommandHooks(None, "echo {nosuch}")
+    with pytest.raises(RlmigError, match="--drain-cmd 'stop \"x': No closing quotation"):
+        CommandHooks('stop "x', None)
+    assert CommandHooks("kill-tenant {tenant} {gpu} {instance}", "run {tenant} --batch {batch}").start_cmd

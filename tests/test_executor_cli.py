@@ -213,7 +213,10 @@ def test_mig_parted_prints_the_config_and_the_label(capsys, files, tmp_path):
         """'{"metadata":{"labels":{"nvidia.com/mig.config":"rlmig"}}}'""" in out
     )
     target = tmp_path / "out" / "mig.yaml"
-    code, out, _ = run(capsys, "apply", plan, "--backend", "mig-parted", "--mig-parted-file", str(target))
+    argv = ["apply", plan, "--backend", "mig-parted", "--mig-parted-file", str(target)]
+    assert "the folder" in one_line_error(capsys, *argv) and not target.parent.exists()  # not created
+    target.parent.mkdir()
+    code, out, _ = run(capsys, *argv)
     assert code == 0 and f"wrote {target}" in out and yaml.safe_load(target.read_text())["version"] == "v1"
 
 

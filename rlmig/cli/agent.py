@@ -33,7 +33,7 @@ from typing import Any
 
 import click
 
-from rlmig.cli.common import make_planner_from_flags, rl_options
+from rlmig.cli.common import SECONDS, make_planner_from_flags, rl_options
 from rlmig.errors import RlmigError
 from rlmig.workload import load_workload
 
@@ -91,7 +91,7 @@ def _split_config_map(value: str | None) -> tuple[str, str] | None:
 @click.option(
     "--interval",
     "interval_s",
-    type=click.FloatRange(min=0),
+    type=SECONDS,
     default=None,
     help="Seconds between rounds [default: the workload's interval_s]; 0: back to back.",
 )
@@ -124,7 +124,7 @@ def _split_config_map(value: str | None) -> tuple[str, str] | None:
 @click.option(
     "--max-stale",
     "max_stale_s",
-    type=click.FloatRange(min=0),
+    type=SECONDS,
     default=None,
     help="Hold the last rates this long during an outage, then stop reconfiguring "
     "[default: 5 workload intervals].",
@@ -132,7 +132,9 @@ def _split_config_map(value: str | None) -> tuple[str, str] | None:
 @click.option(
     "--forecaster", default="auto", show_default=True, help="Forecaster per tenant (rlmig.forecast)."
 )
-@click.option("--time-limit", type=float, default=None, help="ilp: solver time limit per decision, seconds.")
+@click.option(
+    "--time-limit", type=SECONDS, default=None, help="ilp: solver time limit per decision, seconds."
+)
 @click.option("--horizon", type=int, default=None, help="ilp: intervals planned ahead.")
 @click.option(
     "--metrics-port",
@@ -206,14 +208,14 @@ def _split_config_map(value: str | None) -> tuple[str, str] | None:
 )
 @click.option(
     "--mig-config-delay",
-    type=click.FloatRange(min=0),
+    type=SECONDS,
     default=90.0,
     show_default=True,
     help="mig-parted: seconds between updating the ConfigMap and labelling the node.",
 )
 @click.option(
     "--shutdown-grace",
-    type=click.FloatRange(min=0),
+    type=SECONDS,
     default=30.0,
     show_default=True,
     help="On SIGTERM, seconds an apply in flight may still run before stopping between operations.",

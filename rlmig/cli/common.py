@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,30 @@ def render_layout(layout: Layout, slot_width: int = _SLOT_WIDTH) -> str:
     return "|" + "|".join(cells) + "|"
 
 
+class FiniteFloat(click.ParamType):
+    """A finite number (NaN and infinities refused: a flag of seconds must be one), at least `low`."""
+
+    name = "number"
+
+    def __init__(self, low: float | None = None) -> None:
+        self.low = low
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{str(value)[:40]!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"must be a finite number, got {value}", param, ctx)
+        if self.low is not None and number < self.low:
+            self.fail(f"must be at least {self.low:g}, got {number:g}", param, ctx)
+        return number
+
+
+SECONDS = FiniteFloat(low=0.0)
+"""A duration in seconds on the command line: finite, not negative."""
+
+
 def gpu_option(default: str | None = None) -> Callable[[FC], FC]:
     help_text = "GPU model, as `rlmig gpus` lists them (for example A100-80GB)."
     if default is None:
@@ -60,7 +85,7 @@ def planner_options(function: FC) -> FC:
     )(function)
     function = click.option(
         "--time-limit",
-        type=float,
+        type=SECONDS,
         default=None,
         help="ILP: time limit per decision, seconds (default: 2 dynamic, 10 serve).",
     )(function)
@@ -108,6 +133,9 @@ def make_planner_from_flags(
     for flag, value in rl_flags.items():
         if value and name != "rl":
             raise RlmigError(f"{flag} is for the rl planner, not {name}")
+    for flag, given_value in (("--horizon", horizon), ("--time-limit", time_limit)):
+        if given_value is not None and not name.startswith("ilp"):
+            raise RlmigError(f"{flag} is for the ILP planners (ilp, ilp-myopic, ilp-foresight), not {name}")
     given: dict[str, Any] = {
         "time_limit": time_limit,
         "horizon": horizon,

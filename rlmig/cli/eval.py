@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from rlmig.cli.common import console
+from rlmig.cli.common import SECONDS, console
 from rlmig.errors import RlmigError
 
 
@@ -45,7 +45,7 @@ from rlmig.errors import RlmigError
 )
 @click.option(
     "--time-limit",
-    type=float,
+    type=SECONDS,
     default=None,
     help="Solver time limit per decision, seconds, for the planners that take one (the ILP planners; "
     "default: their own).",

@@ -10,7 +10,7 @@ import click
 import numpy as np
 from rich.table import Table
 
-from rlmig.cli.common import console, make_planner_from_flags, planner_options
+from rlmig.cli.common import SECONDS, console, make_planner_from_flags, planner_options
 from rlmig.configuration import Configuration
 from rlmig.errors import RlmigError
 
@@ -59,6 +59,8 @@ def plan(
     from rlmig.workload import load_workload
 
     workload = load_workload(workload_file)
+    if mig_parted and not Path(mig_parted).parent.is_dir():
+        raise RlmigError(f"--mig-parted {mig_parted}: the folder {Path(mig_parted).parent} does not exist")
     planner = make_planner_from_flags(
         planner_name, time_limit, horizon, checkpoint, no_guard=no_guard, fallback=fallback
     )
@@ -247,7 +249,7 @@ BEST_PLAN_PLANNERS = "ilp,parva,greedy,ekya,static-best,as-is"
 @click.command()
 @click.argument("workload_file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the bound and the best plan as JSON.")
-@click.option("--time-limit", type=float, default=None, help="Seconds for the bound's LP (default: none).")
+@click.option("--time-limit", type=SECONDS, default=None, help="Seconds for the bound's LP (default: none).")
 @click.option(
     "--planners",
     default=BEST_PLAN_PLANNERS,

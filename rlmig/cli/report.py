@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from rlmig.cli.common import SECONDS
 from rlmig.errors import RlmigError
 
 
@@ -15,13 +16,15 @@ from rlmig.errors import RlmigError
 @click.option("--planners", default=None, help="Comma-separated planners (default: the report's).")
 @click.option("--seeds", type=int, default=1, show_default=True)
 @click.option("--forecaster", default="auto", show_default=True)
-@click.option("--foresight-time-limit", type=float, default=None, help="ilp-foresight: seconds per decision.")
+@click.option(
+    "--foresight-time-limit", type=SECONDS, default=None, help="ilp-foresight: seconds per decision."
+)
 @click.option(
     "--foresight-scenarios", default=None, help="Scenarios ilp-foresight runs on ('all': every one)."
 )
 @click.option("--sizes", default=None, help="GPU counts of the latency sweep ('' = none).")
 @click.option("--sweep-intervals", type=int, default=None)
-@click.option("--sweep-time-limit", type=float, default=None)
+@click.option("--sweep-time-limit", type=SECONDS, default=None)
 @click.option("--sweep-foresight-max-gpus", type=int, default=None)
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="The report's path."

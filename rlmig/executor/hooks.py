@@ -17,6 +17,7 @@ completion was not journaled. `instance` is None for a tenant time-sharing a who
 from __future__ import annotations
 
 import shlex
+import string
 import subprocess
 from typing import Protocol
 
@@ -70,6 +71,28 @@ class CommandHooks:
         self.start_cmd = start
         self.timeout_s = timeout_s
         self.segments = segments or {}
+        for flag, template in (("--drain-cmd", drain), ("--start-cmd", start)):
+            self._check(flag, template)
+
+    def _check(self, flag: str, template: str | None) -> None:
+        """Refuse, before any apply, a template that cannot be split or names a field there is not."""
+        if template is None:
+            return
+        try:
+            parts = shlex.split(template)
+        except ValueError as exc:
+            raise RlmigError(f"{flag} {template!r}: {exc}") from None
+        if not parts:
+            raise RlmigError(f"{flag} is empty")
+        for part in parts:
+            try:
+                names = [name for _, name, _, _ in string.Formatter().parse(part) if name is not None]
+            except ValueError as exc:
+                raise RlmigError(f"{flag} {template!r}: {exc}") from None
+            for name in names:
+                if name.split(".")[0].split("[")[0] not in self.FIELDS:
+                    known = ", ".join("{" + f + "}" for f in self.FIELDS)
+                    raise RlmigError(f"{flag} {template!r}: unknown field {{{name}}} (known: {known})")
 
     def render(self, template: str | None, gpu: int, instance: Instance | None, owner: Owner) -> list[str]:
         """The argv of a hook command for one (GPU, instance, owner)."""

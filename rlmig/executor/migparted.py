@@ -162,8 +162,9 @@ class MigPartedBackend:
 
 
 def _write_atomically(path: Path, text: str) -> None:
+    if not path.parent.is_dir():  # never create directories the user did not ask for
+        raise RlmigError(f"{path}: the folder {path.parent} does not exist")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
