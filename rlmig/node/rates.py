@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rlmig.errors import ConfigError, RlmigError
-from rlmig.inputs import load_json, read_text
+from rlmig.inputs import load_json, quote, read_text
 from rlmig.workload import Workload
 
 DEFAULT_METRIC = "nv_inference_request_success"
@@ -333,7 +333,10 @@ class FileRates:
         return {str(t): self._rate(v, str(t)) for t, v in data.items()}
 
     def _csv(self, text: str) -> dict[str, float]:
-        rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+        try:
+            rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+        except csv.Error as exc:
+            raise RatesUnavailable(f"{self.path}: not CSV ({exc})") from None
         if not rows or [c.strip() for c in rows[0]] != ["time_s", "tenant", "rate"]:
             raise RatesUnavailable(f"{self.path}: the header must be time_s,tenant,rate")
         latest: dict[str, tuple[float, float]] = {}
@@ -343,7 +346,7 @@ class FileRates:
             try:
                 at = float(row[0])
             except ValueError:
-                raise RatesUnavailable(f"{self.path}: line {n}: malformed time_s {row[0]!r}") from None
+                raise RatesUnavailable(f"{self.path}: line {n}: malformed time_s {quote(row[0])}") from None
             tenant = row[1].strip()
             rate = self._rate(row[2], f"line {n}")
             if tenant not in latest or at >= latest[tenant][0]:
@@ -354,7 +357,7 @@ class FileRates:
         try:
             rate = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
-            raise RatesUnavailable(f"{self.path}: {where}: malformed rate {value!r}") from None
+            raise RatesUnavailable(f"{self.path}: {where}: malformed rate {quote(value)}") from None
         if not math.isfinite(rate) or rate < 0:
             raise RatesUnavailable(f"{self.path}: {where}: a rate must be finite and non-negative")
         return rate
