@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    python benchmarks/forecast_error.py            # the table: second half of each series
-    python benchmarks/forecast_error.py --fit      # also re-fit the default parameters on the first half
+    python -m benchmarks.forecast_error            # the table: second half of each series
+    python -m benchmarks.forecast_error --fit      # also re-fit the default parameters on the first half
 
 The trace (``builtin_series("azure-llm-2023")``, tenants code and conv, 1 s bins) is aggregated into
 intervals of 10, 30 and 60 s (whole intervals only). Every forecaster sees each series from its start,

@@ -1,6 +1,6 @@
 """Time one simulator interval for 8 GPUs x 8 tenants (the issue's target: well under a millisecond).
 
-    python benchmarks/simulator_step.py [--repeat 20000]
+    python -m benchmarks.simulator_step [--repeat 20000]
 
 Prints the median and p99 time of `Simulator.step` (configurations already encoded, as a planner loop
 or the environment has them) and of `encode` + `step` for a configuration seen for the first time.
