@@ -212,3 +212,14 @@ def test_flags_are_checked_before_any_work(capsys, tmp_path):
         code, _, err = run(capsys, *argv)
         assert code == 2 and err.count("\n") == 1 and err.startswith("rlmig: error: ") and message in err, err
     assert not (tmp_path / "no").exists()
+
+
+def test_nvml_only_flags_are_refused_with_other_backends(capsys, tmp_path):
+    spike = str(SCENARIOS / "spike-shift.yaml")
+    argv = ["agent", "--workload", spike, "--backend", "fake", "--drain-cmd", "stop {tenant}"]
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "--drain-cmd is for the nvml backend" in err
+    plan = tmp_path / "plan.json"
+    plan.write_text("{}")  # the flag is refused before the plan is read
+    code, _, err = run(capsys, "apply", str(plan), "--backend", "fake", "--start-cmd", "run {tenant}")
+    assert code == 2 and "--start-cmd is for the nvml backend, not fake" in err

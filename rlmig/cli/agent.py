@@ -396,6 +396,10 @@ def _node(
         except OSError as exc:
             raise RlmigError(f"--journal {journal_path}: {exc.strerror or exc}") from None
     if backend == "fake":
+        ignored = [flag for flag, value in (("--drain-cmd", drain_cmd), ("--start-cmd", start_cmd)) if value]
+        if ignored:  # the fake node runs its own tenant processes: say so rather than ignore them
+            verb = "is" if len(ignored) == 1 else "are"
+            raise RlmigError(f"{' and '.join(ignored)} {verb} for the nvml backend, not fake")
         fake = (
             FakeNvml.from_configuration(current, workload.gpu_count)
             if current is not None

@@ -99,6 +99,10 @@ def apply_command(
     node: str | None,
 ) -> None:
     """Apply PLAN.json to the node's GPUs and print the operations."""
+    hook_flags = [flag for flag, value in (("--drain-cmd", drain_cmd), ("--start-cmd", start_cmd)) if value]
+    if hook_flags and backend != "nvml":  # the fake runs fake tenants, mig-parted drains nothing: say so
+        verb = "is" if len(hook_flags) == 1 else "are"
+        raise RlmigError(f"{' and '.join(hook_flags)} {verb} for the nvml backend, not {backend}")
     segments: Segments = {}  # how the plan runs each inference instance, for the start hook
     target = load_configuration(plan_file, segments=segments)
     current = load_configuration(current_file) if current_file else None
