@@ -444,6 +444,7 @@ class Evaluation:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (scenario, planner) not run by request
     options: dict[str, object] = field(default_factory=dict)
     bounds: dict[tuple[str, int], float] = field(default_factory=dict)  # (scenario, seed): hindsight bound
+    unseeded: list[str] = field(default_factory=list)  # scenarios no seed changes (run once)
 
     def select(
         self, scenario: str | None = None, planner: str | None = None, seed: int | None = None
@@ -463,10 +464,15 @@ class Evaluation:
         """Per planner, the figures on `scenario` (means over seeds)."""
         summaries = [Summary.of(rs) for p in self.planners if (rs := self.select(scenario, p))]
         mode = next((r.mode for r in self.select(scenario)), "?")
-        title = f"{scenario} ({mode}" + (f", {self.seeds} seeds)" if self.seeds > 1 else ")")
+        runs = len({r.seed for r in self.select(scenario)})
+        title = f"{scenario} ({mode}" + (f", {runs} seeds)" if runs > 1 else ")")
         notes = [
             f"failed: {f.planner} (seed {f.seed}): {f.error}" for f in self.failures if f.scenario == scenario
         ]
+        if scenario in self.unseeded:
+            notes.append(
+                f"no random load: every seed gives the same run, so one run stands for the {self.seeds}"
+            )
         skipped = [p for s, p in self.skipped if s == scenario]
         if skipped:
             notes.append(f"not run on this scenario: {', '.join(skipped)}")
@@ -517,6 +523,7 @@ class Evaluation:
             "skipped": [{"scenario": s, "planner": p} for s, p in self.skipped],
             "overall": {mode: [x.__dict__ for x in self.overall(mode)[0]] for mode in self.modes()},
             "seeds": self.seeds,
+            "unseeded": list(self.unseeded),
             "options": self.options,
             "bounds": [
                 {"scenario": s, "seed": seed, "upper_bound": b} for (s, seed), b in self.bounds.items()
@@ -587,7 +594,14 @@ def evaluate(
         raise RlmigError(f"--seeds must be at least 1, got {seeds}")
     if not scenarios:
         raise RlmigError("no scenario given")
-    workloads = [[load_scenario(s, seed) for seed in range(seeds)] for s in scenarios]
+    workloads = []
+    unseeded: list[str] = []  # scenarios whose load no seed changes: one run stands for every seed
+    for ref in scenarios:
+        variants = [load_scenario(ref, seed) for seed in range(seeds)]
+        if len(variants) > 1 and all(np.array_equal(v.rates, variants[0].rates) for v in variants[1:]):
+            unseeded.append(variants[0].name)
+            variants = variants[:1]
+        workloads.append(variants)
     for name in names:  # fail on bad options before any long run
         build_planner(name, time_limit)
     evaluation = Evaluation(
@@ -599,6 +613,7 @@ def evaluate(
             "time_limit": dict(time_limit) if isinstance(time_limit, Mapping) else time_limit,
             "only": {k: sorted(v) for k, v in only.items()},
         },
+        unseeded=unseeded,
     )
 
     def runs(workload: Workload) -> list[str]:
@@ -606,7 +621,7 @@ def evaluate(
 
     evaluation.skipped = [(ws[0].name, n) for ws in workloads for n in names if n not in runs(ws[0])]
     if progress is not None:
-        progress.start(sum(_decisions(ws[0]) * len(runs(ws[0])) * seeds for ws in workloads))
+        progress.start(sum(_decisions(ws[0]) * len(runs(ws[0])) * len(ws) for ws in workloads))
     for variants in workloads:
         for seed, workload in enumerate(variants):
             if workload.mode == "dynamic":

@@ -158,6 +158,24 @@ def test_seed_variants_reseed_only_synthetic_loads(tiny: tuple[Path, Path]) -> N
     assert resolve_scenario("azure-retrain").name == "azure-retrain.yaml"
 
 
+def test_seeds_that_change_nothing_are_run_once_and_said_so(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    dynamic, _ = tiny
+    fixed = tmp_path / "fixed.yaml"  # constant loads only: no seed changes anything
+    fixed.write_text(
+        dynamic.read_text()
+        .replace("name: tiny", "name: fixed")
+        .replace("{synthetic: diurnal, mean: 500, amplitude: 0.5, period_s: 180, noise: 0.2, seed: 3}", "500")
+    )
+    evaluation = evaluate([dynamic, fixed], ["parva"], seeds=2)
+    assert sorted(r.seed for r in evaluation.select("tiny")) == [0, 1] and evaluation.unseeded == [
+        load_scenario(fixed).name
+    ]
+    assert [r.seed for r in evaluation.select(load_scenario(fixed).name)] == [0]
+    table = evaluation.scenario_table(load_scenario(fixed).name)
+    assert "seeds" not in table.title and any("no random load" in note for note in table.notes)
+    assert evaluation.scenario_table("tiny").title == "tiny (dynamic, 2 seeds)"
+
+
 def test_eval_cli_json(tiny: tuple[Path, Path], tmp_path: Path, rlmig_eval, capsys) -> None:
     out = tmp_path / "results.json"
     plots = tmp_path / "plots"
@@ -167,7 +185,8 @@ def test_eval_cli_json(tiny: tuple[Path, Path], tmp_path: Path, rlmig_eval, caps
     printed = capsys.readouterr().out
     assert "tiny (dynamic, 2 seeds)" in printed and "GPUs used" in printed
     document = json.loads(out.read_text())
-    assert len(document["results"]) == 2 * 3 * 2
+    # tiny: 2 seeds x 3 planners; tiny-serve's load has nothing random: one run each stands for both
+    assert len(document["results"]) == 2 * 3 + 3 and document["unseeded"] == ["tiny-serve"]
     for row in document["results"]:
         for key, kind in KEYS.items():
             assert isinstance(row[key], kind), (key, row[key])
