@@ -121,6 +121,10 @@ class NvmlBackend:
     def _is(self, exc: NvmlError, name: str) -> bool:
         return self._is_code(exc.code, name)
 
+    def _unsupported(self, exc: NvmlError) -> bool:
+        """The driver has no such profile here (NOT_SUPPORTED, or INVALID_ARGUMENT for an index)."""
+        return self._is(exc, "NVML_ERROR_NOT_SUPPORTED") or self._is(exc, "NVML_ERROR_INVALID_ARGUMENT")
+
     def _is_code(self, code: int, name: str) -> bool:
         return code == getattr(self.nvml, name, None)
 
@@ -163,22 +167,22 @@ class NvmlBackend:
             )
         return info
 
+    def _list_gpu_instances(self, index: int, device: Any, info: Any) -> list[tuple[Any, Any]]:
+        """(handle, GPU instance info) of every GPU instance of the profile `info` describes."""
+        handles = (self.nvml.c_nvmlGpuInstance_t * max(int(info.instanceCount), 1))()
+        count = ctypes.c_uint(0)
+        what = f"GPU {index}: list the GPU instances of profile {info.id}"
+        self._call(what, self.nvml.nvmlDeviceGetGpuInstances, device, info.id, handles, ctypes.byref(count))
+        return [
+            (handles[n], self._call(what, self.nvml.nvmlGpuInstanceGetInfo, handles[n]))
+            for n in range(count.value)
+        ]
+
     def _gpu_instances(self, index: int, device: Any, profile: Profile) -> list[tuple[Any, int, int]]:
         """(handle, GPU instance ID, placement start) of every GPU instance of a profile."""
         info = self._profile_info(index, device, profile)
-        handles = (self.nvml.c_nvmlGpuInstance_t * max(info.instanceCount, 1))()
-        count = ctypes.c_uint(0)
-        what = f"GPU {index}: list {profile.name} GPU instances"
-        self._call(
-            what, self.nvml.nvmlDeviceGetGpuInstances, device, profile.id, handles, ctypes.byref(count)
-        )
-        found = []
-        for n in range(count.value):
-            gi_info = self._call(
-                f"GPU {index}: GPU instance info", self.nvml.nvmlGpuInstanceGetInfo, handles[n]
-            )
-            found.append((handles[n], int(gi_info.id), int(gi_info.placement.start)))
-        return found
+        listed = self._list_gpu_instances(index, device, info)
+        return [(handle, int(gi.id), int(gi.placement.start)) for handle, gi in listed]
 
     def _find(self, index: int, device: Any, inst: Instance) -> tuple[Any, int]:
         for handle, gi_id, start in self._gpu_instances(index, device, inst.profile):
@@ -202,7 +206,7 @@ class NvmlBackend:
                     self.nvml.NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED,
                 )
             except NvmlError as exc:
-                if self._is(exc, "NVML_ERROR_NOT_SUPPORTED") or self._is(exc, "NVML_ERROR_INVALID_ARGUMENT"):
+                if self._unsupported(exc):
                     continue
                 raise
             handles = (self.nvml.c_nvmlComputeInstance_t * max(info.instanceCount, 1))()
@@ -285,19 +289,12 @@ class NvmlBackend:
                     profile_index,
                 )
             except NvmlError as exc:
-                if self._is(exc, "NVML_ERROR_NOT_SUPPORTED") or self._is(exc, "NVML_ERROR_INVALID_ARGUMENT"):
+                if self._unsupported(exc):
                     continue
                 raise
             if int(info.id) in known:
                 continue
-            handles = (self.nvml.c_nvmlGpuInstance_t * max(int(info.instanceCount), 1))()
-            count = ctypes.c_uint(0)
-            what = f"GPU {index}: list GPU instances of profile {info.id}"
-            self._call(
-                what, self.nvml.nvmlDeviceGetGpuInstances, device, info.id, handles, ctypes.byref(count)
-            )
-            for n in range(count.value):
-                gi = self._call(what, self.nvml.nvmlGpuInstanceGetInfo, handles[n])
+            for _, gi in self._list_gpu_instances(index, device, info):
                 place = gi.placement
                 found.append(f"profile {info.id} at {place.start}:{place.size} (GPU instance {gi.id})")
         return tuple(found)

@@ -250,8 +250,8 @@ class NodeAgent:
         where = f"agent state {self.state_path}"
         try:
             doc = read_json(self.state_path, "the agent state")
-        except RlmigError as exc:
-            raise RlmigError(f"{where}: {exc}; remove it to start afresh") from None
+        except RlmigError as exc:  # it names the file already
+            raise RlmigError(f"{exc}; remove it to start afresh") from None
         if (
             not isinstance(doc, dict)
             or doc.get("format") != STATE_FORMAT

@@ -618,14 +618,15 @@ class DynamicModel:
                 done_prev = done
             # min(rate, capacity) x accuracy, the expectation over the rate cases (forecast errors)
             cases = []
-            for rate, weight in self.rate_cases(k, t):
+            rate_cases = self.rate_cases(k, t)
+            for rate, weight in rate_cases:
                 served = self._var(0, rate)  # min(rate, capacity) within the step
                 self.problem += served <= capacity[k]
                 after = self._var(0, None)  # served x seconds after completion, over-estimated within
                 self.problem += after <= rate * post  # the step of completion only (McCormick)
                 self.problem += after <= seconds * served
                 cases.append((served, after, weight))
-            highest = max(rate for rate, _ in self.rate_cases(k, t))
+            highest = max(rate for rate, _ in rate_cases)
             for level, condition in level_cases:
                 gain = 0.0 if gain_free else a1 - level
                 slack = 0.0 if condition is None else seconds * highest * a1 * (1 - condition)
