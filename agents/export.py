@@ -1,4 +1,4 @@
-"""Export a trained MaskablePPO policy to a checkpoint folder (`rlmig.policy`'s numpy form + card)."""
+"""Export a trained MaskablePPO set policy to a checkpoint folder (`rlmig.policy`'s numpy form + card)."""
 
 from __future__ import annotations
 
@@ -8,23 +8,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlmig.policy import NumpyPolicy, PolicySpec, policy_card, save_policy
+from rlmig.agents.set_policy import SetNetwork
+from rlmig.policy import PolicySpec, SetPolicy, policy_card, save_policy
 
-_ACTIVATIONS = {torch.nn.Tanh: "tanh", torch.nn.ReLU: "relu"}
 
-
-def numpy_policy(policy: torch.nn.Module) -> NumpyPolicy:
-    """The actor of a MaskableActorCriticPolicy (flatten features, MLP, action logits) as numpy."""
-    layers = [m for m in policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)]
-    activations = {type(m) for m in policy.mlp_extractor.policy_net if not isinstance(m, torch.nn.Linear)}
-    if len(activations) > 1 or (activations and next(iter(activations)) not in _ACTIVATIONS):
-        raise ValueError(f"cannot export activations {activations}")
-    name = _ACTIVATIONS[next(iter(activations))] if activations else "tanh"
-    linear = [*layers, policy.action_net]
+def numpy_policy(policy: torch.nn.Module) -> SetPolicy:
+    """The actor of a `SetActorCriticPolicy` as numpy (`rlmig.policy.SetPolicy`)."""
+    net = policy.mlp_extractor
+    if not isinstance(net, SetNetwork):
+        raise ValueError(f"cannot export a {type(net).__name__}: only set policies are exported")
+    params = {}
     with torch.no_grad():
-        weights = tuple(np.asarray(m.weight.detach().cpu().numpy(), np.float32) for m in linear)
-        biases = tuple(np.asarray(m.bias.detach().cpu().numpy(), np.float32) for m in linear)
-    return NumpyPolicy(weights, biases, name)
+        for name in SetPolicy.PARAMETERS:
+            layer, kind = name.split(".")
+            tensor = getattr(getattr(net, layer), "weight" if kind == "w" else "bias")
+            params[name] = np.asarray(tensor.detach().cpu().numpy(), np.float32)
+    return SetPolicy(params, net.tenant_width, net.encoded_width, net.context_width, net.phase_index)
 
 
 def export_checkpoint(

@@ -6,18 +6,26 @@ the value head on the discounted return, so that PPO fine-tuning starts from bot
 & Bagnell, AISTATS 2011) then rolls out a mixture of expert and policy (the expert's action with
 probability beta) and labels every visited state with the oracle's action from that state
 (`rlmig.agents.expert.Expert`, which re-solves the ILP with the choices already made fixed).
+Episodes are labelled in parallel processes (`label_episodes`); the policy goes to them in its numpy
+form, whose masked argmax is the torch policy's deterministic action.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import multiprocessing
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from rlmig.agents.expert import Expert
+from rlmig.envs.mig_reconfig import MigReconfigEnv
+from rlmig.planners.ilp import IlpPlanner
+from rlmig.policy import SetPolicy
 
 Act = Callable[[np.ndarray, np.ndarray], int]
 
@@ -102,6 +110,51 @@ def rollout(
         to_go[steps],
     )
     return demos, float(sum(rewards))
+
+
+@dataclass(frozen=True)
+class Labelling:
+    """What a worker process needs to roll out and label episodes on its own: the scenario sampler,
+    the oracle's gap and time limit, and (DAgger) the policy with the expert's share `beta`."""
+
+    sampler: Callable[[np.random.Generator], Any]
+    expert_gap: float | None
+    expert_time_limit: float | None
+    gamma: float = 0.999
+    policy: SetPolicy | None = None
+    beta: float = 1.0
+    label_fraction: float = 1.0
+
+
+def _label_episode(job: tuple[Labelling, int]) -> tuple[Demonstrations, float]:
+    labelling, seed = job
+    planner = IlpPlanner(gap=labelling.expert_gap, time_limit=labelling.expert_time_limit)
+    env = MigReconfigEnv(sampler=labelling.sampler, forecast_horizon=planner.horizon)
+    policy = labelling.policy
+    return rollout(
+        Expert(env, planner),
+        seed,
+        act=policy.act if policy is not None else None,
+        beta=labelling.beta,
+        gamma=labelling.gamma,
+        label_fraction=labelling.label_fraction,
+    )
+
+
+def label_episodes(
+    labelling: Labelling, seeds: Sequence[int], workers: int = 1
+) -> Iterator[tuple[Demonstrations, float]]:
+    """Roll out and label one episode per seed, in `workers` processes (1: in this one); yields each
+    episode's demonstrations and return in the order of `seeds`, as soon as it and those before are
+    done. An episode depends on its seed alone, so the results do not depend on `workers`."""
+    jobs = [(labelling, seed) for seed in seeds]
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield _label_episode(job)
+        return
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch's threads
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+        yield from pool.map(_label_episode, jobs)
 
 
 def behaviour_cloning(

@@ -5,8 +5,9 @@
 Reads top to bottom, in the manner of a CleanRL script:
 
 1. seed everything; build training environments over the scenario sampler (training split);
-2. behaviour cloning on expert episodes (the myopic ILP labels every sub-action);
-3. DAgger rounds: roll out a mixture of expert and policy, the expert labels every visited state,
+2. behaviour cloning on expert episodes (the window-aware ILP oracle labels every sub-action; episodes
+   are labelled in `imitation.workers` parallel processes);
+3. DAgger rounds: roll out a mixture of expert and policy, the expert labels the visited states,
    clone again on everything gathered so far;
 4. MaskablePPO fine-tuning from the imitated weights, on vectorised environments;
 5. evaluate against the ILP on held-out scenarios (evaluation split, never seen in training) and
@@ -37,16 +38,15 @@ from stable_baselines3.common.callbacks import CheckpointCallback
 from stable_baselines3.common.vec_env import DummyVecEnv
 from torch.utils.tensorboard import SummaryWriter
 
-from rlmig.agents.expert import Expert
 from rlmig.agents.export import export_checkpoint, numpy_policy
-from rlmig.agents.imitation import Demonstrations, behaviour_cloning, rollout
+from rlmig.agents.imitation import Demonstrations, Labelling, behaviour_cloning, label_episodes
+from rlmig.agents.set_policy import SetActorCriticPolicy, set_policy_kwargs
 from rlmig.envs.mig_reconfig import MigReconfigEnv
 from rlmig.envs.scenarios import ScenarioSampler
 from rlmig.errors import ConfigError
 from rlmig.geometry import DEFAULT_GPU_MODEL, gpu_model
 from rlmig.inputs import read_yaml
 from rlmig.planners import make_planner, run_planner
-from rlmig.planners.ilp import IlpPlanner
 from rlmig.planners.rl import RlPlanner
 from rlmig.policy import PolicySpec
 from rlmig.workload import Workload, load_workload
@@ -64,6 +64,7 @@ class ImitationConfig:
     learning_rate: float = 3e-4
     expert_gap: float = 1e-2  # the oracle's MIP gap and time limit per solve while labelling
     expert_time_limit: float = 2.0
+    workers: int = 2  # processes that roll out and label episodes
 
 
 @dataclass
@@ -94,7 +95,7 @@ class TrainConfig:
     seed: int = 0
     gpu: str = DEFAULT_GPU_MODEL
     scenarios: dict[str, Any] = field(default_factory=dict)  # ScenarioSampler parameters
-    net_arch: list[int] = field(default_factory=lambda: [256, 256])
+    hidden: int = 64  # width of the set policy's encodings (agents.set_policy)
     imitation: ImitationConfig = field(default_factory=ImitationConfig)
     ppo: PpoConfig = field(default_factory=PpoConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
@@ -146,8 +147,13 @@ def train(config_path: str | Path, out: str | Path | None = None, export: str | 
     console = Console(stderr=True)
     writer = SummaryWriter(str(run / "tb" / "imitation"))
 
+    # seconds of training when each phase finished, over every session of this run
+    earlier = max((float(v.get("elapsed_s", 0.0)) for v in done.values()), default=0.0)
+    session_start = time.time()
+
     def mark(phase: str, **info: Any) -> None:
-        done[phase] = {"finished": time.time(), **info}
+        elapsed = round(earlier + time.time() - session_start, 1)
+        done[phase] = {"finished": time.time(), "elapsed_s": elapsed, **info}
         progress_file.write_text(json.dumps(done, indent=2))
 
     # 1. Seeds and environments. -----------------------------------------------------------------
@@ -155,15 +161,13 @@ def train(config_path: str | Path, out: str | Path | None = None, export: str | 
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     sampler = ScenarioSampler(split="train", gpu=cfg.gpu, **cfg.scenarios)
-    expert = IlpPlanner(gap=cfg.imitation.expert_gap, time_limit=cfg.imitation.expert_time_limit)
-    demo_env = MigReconfigEnv(sampler=sampler, forecast_horizon=expert.horizon)
-    teacher = Expert(demo_env, expert)
+    demo_env = MigReconfigEnv(sampler=sampler)  # the shapes of observations and actions
     vec_env = DummyVecEnv([lambda: masked(MigReconfigEnv(sampler=sampler)) for _ in range(cfg.ppo.n_envs)])
     vec_env.seed(cfg.seed)
-    policy_kwargs = {"net_arch": {"pi": cfg.net_arch, "vf": cfg.net_arch}, "activation_fn": torch.nn.Tanh}
+    policy_kwargs = set_policy_kwargs(demo_env.spec_, cfg.hidden)
     ppo = cfg.ppo
     model = MaskablePPO(
-        "MlpPolicy",
+        SetActorCriticPolicy,
         vec_env,
         learning_rate=ppo.learning_rate,
         n_steps=ppo.n_steps,
@@ -181,13 +185,10 @@ def train(config_path: str | Path, out: str | Path | None = None, export: str | 
     )
     imitated = run / "imitated.zip"
 
-    def act(obs: np.ndarray, mask: np.ndarray) -> int:
-        action, _ = model.predict(obs, action_masks=mask, deterministic=True)
-        return int(action)
-
-    # 2. Behaviour cloning on expert episodes. ------------------------------------------------------
+    # 2. Behaviour cloning on expert episodes, labelled in parallel processes. ----------------------
     im = cfg.imitation
     demos_path = run / "demonstrations.npz"
+    labelling = Labelling(sampler, im.expert_gap, im.expert_time_limit, gamma=ppo.gamma)
     if "dagger" not in done:
         collected = done.get("demonstrations", {}).get(
             "episodes", im.episodes if "demonstrations" in done else 0
@@ -198,10 +199,12 @@ def train(config_path: str | Path, out: str | Path | None = None, export: str | 
             else Demonstrations.empty(demo_env.spec_.obs_size, demo_env.spec_.n_actions)
         )
         if collected < im.episodes:
+            seeds = [cfg.seed * 100_003 + episode for episode in range(collected, im.episodes)]
             with Progress(console=console) as bar:
                 task = bar.add_task("expert episodes", total=im.episodes, completed=collected)
-                for episode in range(collected, im.episodes):
-                    episode_demos, _ = rollout(teacher, cfg.seed * 100_003 + episode, gamma=ppo.gamma)
+                for episode, (episode_demos, _) in enumerate(
+                    label_episodes(labelling, seeds, im.workers), start=collected
+                ):
                     demos = demos.extend(episode_demos)
                     demos.save(demos_path)  # every episode: a rerun resumes from here
                     mark("demonstrations", episodes=episode + 1, states=len(demos))
@@ -225,19 +228,17 @@ def train(config_path: str | Path, out: str | Path | None = None, export: str | 
         # 3. DAgger: the expert labels the states the policy visits. -----------------------------
         for round_ in range(im.dagger_rounds):
             beta = im.beta[min(round_, len(im.beta) - 1)] if im.beta else 0.0
+            learner = dataclasses.replace(
+                labelling,
+                policy=numpy_policy(model.policy),
+                beta=beta,
+                label_fraction=im.dagger_label_fraction,
+            )
+            seeds = [cfg.seed * 100_003 + 50_000 + round_ * 1000 + e for e in range(im.dagger_episodes)]
             returns = []
             with Progress(console=console) as bar:
                 task = bar.add_task(f"DAgger round {round_ + 1} (beta {beta})", total=im.dagger_episodes)
-                for episode in range(im.dagger_episodes):
-                    seed = cfg.seed * 100_003 + 50_000 + round_ * 1000 + episode
-                    new, ret = rollout(
-                        teacher,
-                        seed,
-                        act=act,
-                        beta=beta,
-                        gamma=ppo.gamma,
-                        label_fraction=im.dagger_label_fraction,
-                    )
+                for new, ret in label_episodes(learner, seeds, im.workers):
                     demos = demos.extend(new)
                     returns.append(ret)
                     bar.advance(task)
@@ -276,7 +277,11 @@ def train(config_path: str | Path, out: str | Path | None = None, export: str | 
         "name": cfg.name,
         "trained": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "training_config": dataclasses.asdict(cfg),
-        "training_runtime_s": {k: v.get("finished") for k, v in done.items()},
+        # seconds into the training when each phase ended, the evaluation included
+        "training_elapsed_s": {
+            **{k: v.get("elapsed_s") for k, v in done.items()},
+            "evaluation": round(earlier + time.time() - session_start, 1),
+        },
         "evaluation": evaluation,
     }
     folder = Path(export or cfg.export or run / "checkpoint")

@@ -1,10 +1,12 @@
-"""Decision latency of every planner on 8 GPUs x 8 tenants (timings belong here, not in the tests).
+"""Decision latency of every planner on a cluster (timings belong here, not in the tests).
 
     python -m benchmarks.planner_latency [--planners rl,parva,greedy,ekya,static-best,as-is,ilp]
-        [--gpus 8] [--tenants 8] [--intervals 60]
+        [--gpus 8] [--tenants 8] [--intervals 60] [--no-guard]
 
 Runs each planner over a diurnal cluster workload (`benchmarks.workloads`) and prints the decision
-time's median and p99 in milliseconds.
+time's median and p99 in milliseconds, the goodput ratio, and the decisions a fallback planner made
+(rl: a workload of another GPU model than its checkpoint's). `--no-guard` times the rl policy alone.
+Run it on an otherwise idle machine: each process is single-threaded, and the figures are one core's.
 """
 
 from __future__ import annotations
@@ -21,13 +23,20 @@ def main() -> None:
     parser.add_argument("--gpus", type=int, default=8)
     parser.add_argument("--tenants", type=int, default=8)
     parser.add_argument("--intervals", type=int, default=60)
+    parser.add_argument("--no-guard", action="store_true", help="rl: the policy alone")
     args = parser.parse_args()
     workload = cluster_workload(args.gpus, args.tenants)
+    print(f"{workload.name}: {args.gpus} GPUs x {args.tenants} tenants, {args.intervals} intervals")
     for name in args.planners.split(","):
-        run = run_planner(workload, make_planner(name), forecaster="last", intervals=args.intervals)
+        options = {"guard": False} if name == "rl" and args.no_guard else {}
+        run = run_planner(
+            workload, make_planner(name, **options), forecaster="last", intervals=args.intervals
+        )
+        label = name + (" --no-guard" if options else "")
         print(
-            f"{name:12s} decision p50 {run.decision_ms_p50:9.2f} ms   p99 {run.decision_ms_p99:9.2f} ms   "
-            f"goodput ratio {run.result.metrics.goodput_ratio:.4f} over {len(run.decisions)} decisions"
+            f"{label:15s} decision p50 {run.decision_ms_p50:9.2f} ms   p99 {run.decision_ms_p99:9.2f} ms   "
+            f"goodput ratio {run.result.metrics.goodput_ratio:.4f} over {len(run.decisions)} decisions, "
+            f"{run.fallback_decisions} by a fallback"
         )
 
 

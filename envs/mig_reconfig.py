@@ -46,17 +46,21 @@ class MigReconfigEnv(gym.Env):
     per tenant, and only tenants and layouts that exist; every action therefore leads to a valid
     configuration, and there is always a legal action (keep, idle).
 
-    Action space: ``Discrete(max(#maximal layouts + 1, 1 + 2 x 8))`` (79 on A100-80GB), read by phase.
+    Action space: ``Discrete(max(#maximal layouts + 1, 1 + 2 x tenant rows))`` (79 on A100-80GB with 8
+    tenant rows), read by phase.
 
-    Observation: ``Box(0, 10, (obs_size,), float32)``, fixed size for up to 8 GPUs and 8 tenants
-    (padding is zero), every entry named by `PolicySpec.feature_names`. Per tenant: present, recent
-    rates and forecast (in units of the tenant's full-GPU capacity), SLO, capacity per instance size,
-    accuracy, post-retraining accuracy, drift, retraining progress, job running, window phase,
-    capacity of the previous interval and capacity decided so far in this one (relative to its
-    forecast), retraining decided. The GPU being decided:
-    per memory slot its current instance's profile and owner, and the chosen layout's profile. Per GPU:
-    present, decided, current compute in use. Cursor: phase, GPU, instance profile and start, the
-    instance's current owner, interval progress, GPUs and tenants in use.
+    Observation: ``Box(0, 10, (obs_size,), float32)``: one row per tenant (8 rows, or as many as a
+    fixed workload has tenants; padding is zero), then the context; every entry named by
+    `PolicySpec.feature_names`. Per tenant: present, recent rates and forecast (in units of the
+    tenant's full-GPU capacity), SLO, capacity per instance size, accuracy, post-retraining accuracy,
+    drift, retraining progress, job running, window phase, capacity of the previous interval and
+    capacity decided so far in this one (relative to its forecast), retraining decided, its unmet
+    demand per GPU left to decide, its share of the decided GPU now, its capacity on the instance being
+    decided and whether it holds that instance now. Context: the decided GPU's slots (profile and
+    owner's role now, the chosen layout's profile), the cluster in aggregate (GPUs decided, compute in
+    use, size, load and tenants per GPU, capacity decided against demand), phase, the instance being
+    decided (profile, start, owner's role now) and the interval's progress. Nothing in it grows with
+    the number of GPUs.
 
     Reward: the simulator's goodput of the interval divided by the run's mean arrivals per interval,
     paid with the interval's last choice (0 otherwise), so the episode's return divided by its number
@@ -89,6 +93,8 @@ class MigReconfigEnv(gym.Env):
         self._sampler = sampler
         model = self._fixed_workload.gpu if self._fixed_workload is not None else gpu_model(gpu)
         self.spec_ = PolicySpec.for_gpu(model)
+        if self._fixed_workload is not None:
+            self.spec_ = self.spec_.sized(len(self._fixed_workload.tenants))
         self.codec = DecisionCodec(self.spec_)
         self.forecaster = forecaster
         self.forecast_horizon = max(forecast_horizon, FORECAST)

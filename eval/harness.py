@@ -376,7 +376,7 @@ LEGEND = (
     "its solver hit the time limit); vs ilp: goodput / the ILP oracle's goodput; of bound: goodput / the "
     "hindsight bound (`rlmig bound`: no planner can exceed it, even knowing the future; the bound row); "
     "overrules: decisions where the planner's guard kept another candidate than its proposal; fallbacks: "
-    "decisions made by its fallback planner instead (rl: workloads beyond the policy's limits)."
+    "decisions made by its fallback planner instead (rl: workloads of another GPU model than the policy's)."
 )
 
 

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 pytest.importorskip("torch")
 pytest.importorskip("sb3_contrib")
 
+import torch
 from sb3_contrib import MaskablePPO
 
 from rlmig.agents.export import numpy_policy
@@ -21,7 +23,7 @@ from rlmig.envs import MigReconfigEnv
 from rlmig.errors import ConfigError, RlmigError
 from rlmig.planners import make_planner, run_planner
 from rlmig.planners.rl import RlPlanner
-from rlmig.policy import NumpyPolicy, load_checkpoint, load_policy
+from rlmig.policy import PolicySpec, SetPolicy, load_checkpoint, load_policy
 from rlmig.workload import load_workload
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,15 +41,16 @@ def trained(tmp_path_factory):
 def test_tiny_training_writes_a_checkpoint_and_resumes(trained):
     run, folder = trained
     policy, card, spec = load_checkpoint(folder)
-    assert spec.gpu.name == "A100-80GB" and card["features"] == list(spec.feature_names())
-    assert card["gpu_model"] == "A100-80GB" and card["max_gpus"] == 8 and card["max_tenants"] == 8
+    assert spec.gpu.name == "A100-80GB" and card["tenant_features"] == list(spec.tenant_names())
+    assert card["gpu_model"] == "A100-80GB" and card["architecture"] == "set" and card["hidden"] == 16
+    assert "max_tenants" not in card and "max_gpus" not in card  # the weights fit any size
     assert card["training_config"]["name"] == "tiny" and "mean_goodput_ratio" in card["evaluation"]
     progress = json.loads((run / "progress.json").read_text())
     assert {"demonstrations", "dagger", "ppo"} <= set(progress)
     assert (run / "tb").is_dir() and any((run / "tb").rglob("events.out.tfevents.*"))
     again = train(TINY, run, run / "again")  # every phase done: resumes straight to the export
     assert json.loads((run / "progress.json").read_text())["ppo"] == progress["ppo"]
-    assert np.array_equal(load_policy(again)[0].weights[0], policy.weights[0])
+    assert np.array_equal(load_policy(again)[0].params["enc0.w"], policy.params["enc0.w"])
 
 
 def test_numpy_policy_acts_as_the_torch_policy(trained):
@@ -72,6 +75,42 @@ def test_numpy_policy_acts_as_the_torch_policy(trained):
         assert policy.act(row, mask) == int(torch_action)
 
 
+def test_one_set_of_weights_scores_any_number_of_tenants_as_the_torch_network_does(trained):
+    run, _ = trained
+    model = MaskablePPO.load(run / "ppo_final.zip", device="cpu")
+    policy = numpy_policy(model.policy)
+    spec = PolicySpec.for_gpu(load_workload(SCENARIO).gpu)
+    rng = np.random.default_rng(1)
+    for tenants in (1, 8, 40):
+        sized = PolicySpec.for_gpu(spec.gpu, tenants)
+        obs = rng.uniform(0, 2, (20, sized.obs_size)).astype(np.float32)
+        rows = obs[:, : tenants * sized.tenant_width].reshape(20, tenants, -1)
+        rows[:, :, 0] = rng.random((20, tenants)) < 0.7  # "present"
+        phase = tenants * sized.tenant_width + spec.phase_index  # layout phase, then owner phase
+        obs[:, phase] = rng.random(20) < 0.5
+        obs[:, phase + 1] = 1.0 - obs[:, phase]
+        with torch.no_grad():
+            expected = model.policy.mlp_extractor.forward_actor(torch.as_tensor(obs)).numpy()
+        got = policy.logits(obs)
+        assert got.shape == (20, sized.n_actions) == expected.shape
+        assert np.allclose(got, expected, atol=1e-5)
+    # A tenant row's place does not matter: the rows permuted, each tenant's owner scores move with it.
+    sized = PolicySpec.for_gpu(spec.gpu, 5)
+    obs = rng.uniform(0, 2, sized.obs_size).astype(np.float32)
+    rows = obs[: 5 * sized.tenant_width].reshape(5, -1)
+    rows[:, 0] = 1.0
+    obs[5 * sized.tenant_width + spec.phase_index : 5 * sized.tenant_width + spec.phase_index + 2] = (
+        0.0,
+        1.0,
+    )
+    order = np.array([3, 0, 4, 1, 2])
+    permuted = obs.copy()
+    permuted[: 5 * sized.tenant_width] = rows[order].ravel()
+    a, b = policy.logits(obs), policy.logits(permuted)
+    assert np.allclose(a[1:6][order], b[1:6], atol=1e-5) and np.allclose(a[6:11][order], b[6:11], atol=1e-5)
+    assert np.isclose(a[0], b[0], atol=1e-5)
+
+
 def test_loading_never_unpickles_and_checks_the_card(trained, tmp_path):
     _, folder = trained
     bad = tmp_path / "pickled"
@@ -79,21 +118,27 @@ def test_loading_never_unpickles_and_checks_the_card(trained, tmp_path):
     np.save(bad / "w0.npy", np.array([object()], dtype=object), allow_pickle=True)
     with np.load(folder / "policy.npz") as data:
         arrays = dict(data)
-    arrays["w0"] = np.array([{"evil": 1}], dtype=object)
+    arrays["enc0.w"] = np.array([{"evil": 1}], dtype=object)
     np.savez(bad / "policy.npz", **arrays)
     with pytest.raises(RlmigError, match="cannot read the weights"):
         load_policy(bad)
 
     card = json.loads((folder / "card.json").read_text())
     for change, message in [
-        ({"format": "other"}, "not an rlmig-policy/2 card"),
+        ({"format": "other"}, "not an rlmig-policy/3 card"),
         ({"observation_version": 99}, "observation version differ"),
-        ({"actions": {**card["actions"], "layout": card["actions"]["layout"][1:]}}, "actions differ"),
-        ({"activation": "gelu"}, "unknown activation"),
+        ({"layout_actions": card["layout_actions"][1:]}, "layout actions differ"),
+        ({"context_features": card["context_features"][:3]}, "no tenant_features, pair_features and context_features"),
         # Same size, another meaning: two features swapped is refused, not only a size change.
         (
-            {"features": [card["features"][1], card["features"][0], *card["features"][2:]]},
-            r"observation features differ .*entry 0: 'tenant0.rate\[-3\]' here 'tenant0.present'",
+            {
+                "tenant_features": [
+                    card["tenant_features"][1],
+                    card["tenant_features"][0],
+                    *card["tenant_features"][2:],
+                ]
+            },
+            r"tenant features differ .*entry 0: 'rate\[-3\]' here 'present'",
         ),
     ]:
         target = tmp_path / f"card-{len(change)}-{next(iter(change))}"
@@ -103,6 +148,28 @@ def test_loading_never_unpickles_and_checks_the_card(trained, tmp_path):
             load_checkpoint(target)
     with pytest.raises(RlmigError, match="cannot read the checkpoint card"):
         load_checkpoint(tmp_path / "nowhere")
+    # Weights that are not finite, missing or misshapen are refused on load, in one line.
+    for name, value, message in [
+        ("own0.w", np.nan, r"own0.w hold NaN or infinite values"),
+        ("layout.b", np.inf, r"layout.b hold NaN or infinite values"),
+        ("enc0.w", None, r"enc0.w missing"),
+        ("ctx0.w", "shape", r"ctx0.w have shape \(16, 3\), expected"),
+    ]:
+        target = tmp_path / f"weights-{name}"
+        shutil.copytree(folder, target)
+        with np.load(folder / "policy.npz") as data:
+            changed = dict(data)
+        if value is None:
+            del changed[name]
+        elif value == "shape":
+            changed[name] = np.zeros((16, 3), np.float32)
+        else:
+            changed[name] = changed[name].copy()
+            changed[name].flat[0] = value
+        np.savez(target / "policy.npz", **changed)
+        with pytest.raises(RlmigError, match=message) as error:
+            load_checkpoint(target)
+        assert "\n" not in str(error.value)
 
 
 def test_rl_planner_runs_and_its_guard_overrules_a_bad_proposal(trained):
@@ -111,11 +178,12 @@ def test_rl_planner_runs_and_its_guard_overrules_a_bad_proposal(trained):
     run = run_planner(workload, RlPlanner(folder), forecaster="last")
     assert run.result.metrics.goodput_ratio > 0
     # A policy that always picks the first layout and leaves every instance idle proposes nothing useful.
-    env = MigReconfigEnv(gpu="A100-80GB")
-    size, actions = env.spec_.obs_size, env.spec_.n_actions
-    bias = np.full(actions, -1.0, np.float32)
-    bias[0] = 1.0
-    idle = NumpyPolicy((np.zeros((actions, size), np.float32),), (bias,))
+    spec = PolicySpec.for_gpu(workload.gpu)
+    idle = SetPolicy.initial(spec, hidden=4, scale=0.0)
+    idle.params["layout.b"][:] = -1.0
+    idle.params["layout.b"][0] = 1.0
+    idle.params["idle.b"][:] = 1.0
+    idle.params["own1.b"][:] = -1.0
     unguarded = run_planner(workload, RlPlanner(policy=idle, guard=False), forecaster="last")
     guarded = run_planner(workload, RlPlanner(policy=idle, guard=True), forecaster="last")
     assert unguarded.result.metrics.goodput_ratio == 0.0
@@ -139,18 +207,31 @@ def test_config_errors_name_the_field(tmp_path):
     assert load_config(TINY).ppo.timesteps == 256
 
 
-def test_workloads_beyond_the_policy_are_an_error_unless_a_fallback_is_asked_for(trained):
-    _, folder = trained
+def test_one_checkpoint_decides_clusters_larger_than_any_it_was_trained_on(trained):
+    _, folder = trained  # trained on at most 2 GPUs and 2 tenants
     big = load_workload(ROOT / "eval" / "scenarios" / "parvagpu-slo6.yaml")  # 24 GPUs, 11 tenants
+    run = run_planner(big, RlPlanner(folder, guard=False))
+    assert run.fallback_decisions == 0 and run.decided_by("rl") == "rl"
+    config = run.result.configurations[0]
+    assert len(config.gpus) == 24 and config.gpu == big.gpu
+
+
+def test_another_gpu_model_is_an_error_unless_a_fallback_is_asked_for(trained, tmp_path):
+    _, folder = trained
+    doc = yaml.safe_load(SCENARIO.read_text())
+    doc["gpu"] = "H100-80GB"
+    path = tmp_path / "h100.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    other = load_workload(path)
     with pytest.raises(
-        RlmigError, match=r"at most 8 GPUs and 8 tenants; the workload has 24 GPUs.*--fallback"
+        RlmigError, match=r"the policy is for A100-80GB, the workload for H100-80GB.*--fallback"
     ):
-        run_planner(big, RlPlanner(folder))
-    run = run_planner(big, RlPlanner(folder, fallback="parva"))
-    parva = run_planner(big, make_planner("parva"))
+        run_planner(other, RlPlanner(folder))
+    run = run_planner(other, RlPlanner(folder, fallback="parva"))
+    parva = run_planner(other, make_planner("parva"))
     assert [str(c) for c in run.result.configurations] == [str(c) for c in parva.result.configurations]
-    assert run.fallback_decisions == len(run.decisions) == 1
-    assert run.decided_by("rl") == "rl (fallback parva: workload beyond the policy)"
+    assert run.fallback_decisions == len(run.decisions) == other.intervals
+    assert run.decided_by("rl") == "rl (fallback parva: another GPU model than the policy's)"
     with pytest.raises(RlmigError, match="unknown planner 'nope'"):
         RlPlanner(folder, fallback="nope")
 
@@ -174,3 +255,19 @@ def test_the_guard_and_fallback_planners_are_reset_with_the_rl_planner(trained, 
     planner = RlPlanner(folder, guard_with=["counting"], fallback="counting")
     run_planner(workload, planner, forecaster="last")
     assert resets == [workload.name, workload.name]  # the guard's and the fallback's, before deciding
+
+
+def test_episodes_labelled_in_parallel_processes_are_the_ones_labelled_in_this_one():
+    from rlmig.agents.imitation import Labelling, label_episodes
+    from rlmig.envs.scenarios import ScenarioSampler
+
+    sampler = ScenarioSampler(max_gpus=2, max_tenants=2, intervals=3)
+    policy = SetPolicy.initial(PolicySpec.for_gpu(load_workload(SCENARIO).gpu), hidden=8)
+    # no time limit: what the oracle returns must not rest on the clock
+    labelling = Labelling(sampler, 1e-2, None, policy=policy, beta=0.5, label_fraction=0.5)
+    here = list(label_episodes(labelling, [3, 4, 5], workers=1))
+    there = list(label_episodes(labelling, [3, 4, 5], workers=2))
+    assert len(here) == len(there) == 3
+    for (a, ra), (b, rb) in zip(here, there, strict=True):
+        assert ra == rb and np.array_equal(a.actions, b.actions) and np.array_equal(a.obs, b.obs)
+        assert len(a) > 0 and a.masks[np.arange(len(a)), a.actions].all()  # every label is legal

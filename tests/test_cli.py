@@ -134,7 +134,7 @@ def test_simulate_static_json(capsys):
     assert set(result["intervals"][0]["tenants"]) == {"detect", "qa", "vit", "thumbs"}
 
 
-def test_simulate_labels_what_decided_for_the_rl_planner(capsys):
+def test_simulate_labels_what_decided_for_the_rl_planner(capsys, tmp_path):
     spike = str(SCENARIOS / "spike-shift.yaml")
     code, out, _ = run(capsys, "simulate", spike, "--planner", "rl", "--json")
     guarded = json.loads(out)["metrics"]
@@ -142,13 +142,18 @@ def test_simulate_labels_what_decided_for_the_rl_planner(capsys):
     alone = json.loads(out)["metrics"]
     assert code == 0 and alone["guard_overrules"] == 0 and alone["fallback_decisions"] == 0
     assert guarded["guard_overrules"] > 0  # the shipped policy is overruled on this scenario
-    big = str(SCENARIOS / "parvagpu-slo6.yaml")  # 24 GPUs: beyond the shipped policy
-    code, _, err = run(capsys, "simulate", big, "--planner", "rl")
-    assert code == 2 and err.count("\n") == 1 and "at most 8 GPUs" in err and "--fallback parva" in err
-    code, out, _ = run(capsys, "simulate", big, "--planner", "rl", "--fallback", "parva")
-    assert code == 0 and "planner rl (fallback parva: workload beyond the policy)" in out
-    code, out, _ = run(capsys, "simulate", big, "--planner", "rl", "--fallback", "parva", "--json")
-    assert json.loads(out)["metrics"]["fallback_decisions"] == 1
+    big = str(SCENARIOS / "parvagpu-slo6.yaml")  # 24 GPUs, 11 tenants: more than it was trained on
+    code, out, _ = run(capsys, "simulate", big, "--planner", "rl", "--json")
+    assert code == 0 and json.loads(out)["metrics"]["fallback_decisions"] == 0
+    other = tmp_path / "h100.yaml"  # another GPU model than the shipped policy's
+    other.write_text(Path(spike).read_text().replace("gpu: A100-80GB", "gpu: H100-80GB"))
+    code, _, err = run(capsys, "simulate", str(other), "--planner", "rl")
+    assert code == 2 and err.count("\n") == 1 and "for A100-80GB, the workload for H100-80GB" in err
+    assert "--fallback parva" in err
+    code, out, _ = run(capsys, "simulate", str(other), "--planner", "rl", "--fallback", "parva")
+    assert code == 0 and "planner rl (fallback parva: another GPU model than the policy's)" in out
+    code, out, _ = run(capsys, "simulate", str(other), "--planner", "rl", "--fallback", "parva", "--json")
+    assert json.loads(out)["metrics"]["fallback_decisions"] == 60
     code, _, err = run(capsys, "simulate", spike, "--planner", "ilp", "--no-guard")
     assert code == 2 and "--no-guard is for the rl planner, not ilp" in err
 

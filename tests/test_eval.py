@@ -339,19 +339,25 @@ def test_every_registered_planner_says_what_it_optimises() -> None:
         assert build_planner(name).objective, name
 
 
-def test_the_rl_rows_count_overrules_and_name_the_fallback(tiny: tuple[Path, Path]) -> None:
+def test_the_rl_rows_count_overrules_and_name_the_fallback(tiny: tuple[Path, Path], tmp_path: Path) -> None:
     dynamic, _ = tiny
-    big = resolve_scenario("parvagpu-slo6")  # 24 GPUs: beyond the shipped policy, parva decides
-    evaluation = evaluate([dynamic, big], ["rl", "parva"])
-    rl_dynamic, rl_big = evaluation.select(planner="rl")
+    big = resolve_scenario("parvagpu-slo6")  # 24 GPUs, 11 tenants: the policy decides any size
+    other = tmp_path / "h100.yaml"  # another GPU model: parva decides
+    other.write_text(
+        big.read_text()
+        .replace("gpu: A100-80GB", "gpu: H100-80GB")
+        .replace("name: parvagpu-slo6", "name: h100")
+    )
+    evaluation = evaluate([dynamic, big, other], ["rl", "parva"])
+    rl_dynamic, rl_big, rl_other = evaluation.select(planner="rl")
     assert rl_dynamic.fallback_decisions == 0 and rl_dynamic.guard_overrules is not None
-    assert rl_big.fallback_decisions == 1
+    assert rl_big.fallback_decisions == 0 and rl_other.fallback_decisions == 1
     assert evaluation.select(planner="parva")[0].guard_overrules is None  # no guard to count
-    table = evaluation.scenario_table("parvagpu-slo6")
+    table = evaluation.scenario_table("h100")
     assert {"overrules", "fallbacks"} <= set(table.columns)
     row = table.rows[0]
-    assert row[0] == "rl (fallback parva: workload beyond the policy)"
+    assert row[0] == "rl (fallback parva: another GPU model than the policy's)"
     assert row[table.columns.index("fallbacks")] == "1"
     assert table.rows[1][table.columns.index("fallbacks")] == "-"
     document = json.loads(json.dumps(evaluation.to_json()))
-    assert {r["fallback_decisions"] for r in document["results"] if r["planner"] == "rl"} == {0, 1}
+    assert [r["fallback_decisions"] for r in document["results"] if r["planner"] == "rl"] == [0, 0, 1]

@@ -8,7 +8,6 @@ import json
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
@@ -27,7 +26,7 @@ from rlmig.node import (
 )
 from rlmig.planners import make_planner, run_planner
 from rlmig.planners.rl import RlPlanner
-from rlmig.policy import NumpyPolicy, PolicySpec, policy_card, save_policy
+from rlmig.policy import PolicySpec, SetPolicy, policy_card, save_policy
 from rlmig.simulator import Simulator
 from rlmig.workload import Workload, load_workload
 
@@ -71,17 +70,9 @@ def write_workload(folder: Path, intervals: int = 8, **extra: object) -> Path:
     return path
 
 
-def tiny_policy(seed: int = 0, hidden: int = 16) -> NumpyPolicy:
-    """A random A100-80GB policy of the environment's sizes (the guard makes it safe)."""
-    spec = PolicySpec.for_gpu(gpu_model("A100-80GB"))
-    rng = np.random.default_rng(seed)
-    return NumpyPolicy(
-        (
-            rng.normal(0, 0.1, (hidden, spec.obs_size)).astype(np.float32),
-            rng.normal(0, 0.1, (spec.n_actions, hidden)).astype(np.float32),
-        ),
-        (np.zeros(hidden, np.float32), np.zeros(spec.n_actions, np.float32)),
-    )
+def tiny_policy(seed: int = 0, hidden: int = 16) -> SetPolicy:
+    """A random A100-80GB policy (the guard makes it safe)."""
+    return SetPolicy.initial(PolicySpec.for_gpu(gpu_model("A100-80GB")), hidden, seed)
 
 
 def write_checkpoint(folder: Path) -> Path:

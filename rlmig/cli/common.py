@@ -112,7 +112,7 @@ def rl_options(function: FC) -> FC:
     return click.option(
         "--fallback",
         default=None,
-        help="rl: the planner that decides workloads beyond the policy (its GPU model, GPUs, tenants); "
+        help="rl: the planner that decides workloads of another GPU model than the policy's; "
         "without it such a workload is an error.",
     )(function)
 

@@ -1,7 +1,8 @@
 """The learned policy behind the planner interface, with a guard.
 
-A workload beyond the policy's limits (more GPUs or tenants than it was trained for, another GPU model)
-is an error, or is planned by a fallback planner when one is asked for (each such decision is labelled).
+The policy's weights do not depend on the number of GPUs or tenants (`rlmig.policy.SetPolicy`): one
+checkpoint decides any cluster of its GPU model. A workload of another GPU model is an error, or is
+planned by a fallback planner when one is asked for (each such decision is labelled).
 
 The policy decides an interval as the codec's sequence of masked sub-actions (`rlmig.policy.codec`:
 `begin`, `choose`, `decided_configuration`), with numpy alone: no Gymnasium, no torch. The guard then asks
@@ -24,7 +25,7 @@ from rlmig.errors import RlmigError
 from rlmig.geometry import DEFAULT_GPU_MODEL, gpu_model
 from rlmig.loop import predicted_goodput
 from rlmig.planners.base import ClusterState, Decision, Planner
-from rlmig.policy import DecisionCodec, NumpyPolicy, PolicySpec, load_checkpoint
+from rlmig.policy import DecisionCodec, PolicySpec, SetPolicy, load_checkpoint
 from rlmig.workload import Workload
 
 DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "a100-80gb"
@@ -35,7 +36,7 @@ class RlPlanner(Planner):
 
     `guard_with` names the heuristics whose plans the guard weighs against the policy's proposal and
     the configuration in place (none: only those two); `guard=False` runs the policy alone. A workload
-    the policy cannot decide (another GPU model, more GPUs or tenants than its limits) is a one-line
+    the policy cannot decide (another GPU model than its own) is a one-line
     error unless `fallback` names a planner to decide it instead; every such decision says so
     (`Decision.fallback`), and a guard's choice of another candidate than the proposal is counted
     (`Decision.overruled`)."""
@@ -51,7 +52,7 @@ class RlPlanner(Planner):
         guard_horizon: int = 3,
         guard_with: str | Sequence[str] | None = "parva",
         fallback: str | None = None,
-        policy: NumpyPolicy | None = None,
+        policy: SetPolicy | None = None,
         gpu: str = DEFAULT_GPU_MODEL,
     ) -> None:
         if policy is None:
@@ -91,18 +92,20 @@ class RlPlanner(Planner):
     def propose(self, state: ClusterState) -> Configuration:
         """The policy's configuration, without the guard."""
         codec = self.codec
+        if codec.spec.fits(state.workload) is not None:  # more tenants than the codec has rows for
+            codec = self.codec = DecisionCodec(self.spec.sized(len(state.workload.tenants)))
         obs = codec.begin(state)
         while not codec.choose(self.policy.act(obs, codec.action_masks())):
             obs = codec.observation()
         return codec.decided_configuration()
 
     def fits(self, workload: Workload) -> bool:
-        """Whether the policy can decide this workload (its GPU model, at most its GPUs and tenants)."""
-        return self.spec.fits(workload) is None
+        """Whether the policy can decide this workload (its GPU model; any number of GPUs and tenants)."""
+        return self.spec.sized(len(workload.tenants)).fits(workload) is None
 
     def _beyond(self, workload: Workload) -> bool:
         """Whether the workload is beyond the policy (then the fallback decides); an error without one."""
-        why = self.spec.fits(workload)
+        why = self.spec.sized(len(workload.tenants)).fits(workload)
         if why is not None and self._fallback is None:
             raise RlmigError(f"{why} (a fallback planner, e.g. --fallback parva, would plan it instead)")
         return why is not None
@@ -111,7 +114,7 @@ class RlPlanner(Planner):
         if self._beyond(state.workload):
             assert self._fallback is not None
             decision = self._fallback.plan(state)
-            return replace(decision, fallback=f"{self.fallback_name}: workload beyond the policy")
+            return replace(decision, fallback=f"{self.fallback_name}: another GPU model than the policy's")
         proposal = self.propose(state)
         if not self.guard:
             return Decision(proposal)

@@ -3,23 +3,22 @@ sub-actions) and the checkpoint format (weights, card, compatibility check)."""
 
 from rlmig.policy.checkpoint import (
     CARD_FORMAT,
-    NumpyPolicy,
+    SetPolicy,
     checkpoint_spec,
     load_checkpoint,
     load_policy,
     policy_card,
     save_policy,
 )
-from rlmig.policy.codec import MAX_GPUS, MAX_TENANTS, OBS_VERSION, DecisionCodec, PolicySpec, owner_action
+from rlmig.policy.codec import MAX_TENANTS, OBS_VERSION, DecisionCodec, PolicySpec, owner_action
 
 __all__ = [
     "CARD_FORMAT",
-    "MAX_GPUS",
     "MAX_TENANTS",
     "OBS_VERSION",
     "DecisionCodec",
-    "NumpyPolicy",
     "PolicySpec",
+    "SetPolicy",
     "checkpoint_spec",
     "load_checkpoint",
     "load_policy",

@@ -9,10 +9,16 @@ tenant, and only tenants and layouts that exist; every legal action therefore le
 configuration, and there is always a legal action (keep, idle). Idle instances that did not exist are
 not created (`rlmig.configuration.settle`).
 
-Actions: ``max(#maximal layouts + 1, 1 + 2 x max_tenants)`` of them (79 on A100-80GB), read by phase;
-`action_names` says what each stands for. The observation is a fixed-size float32 vector for up to
-`MAX_GPUS` GPUs and `MAX_TENANTS` tenants (padding is zero); `feature_names` names every entry, and those
-names, with the action names, are the contract a checkpoint is checked against (`rlmig.policy.checkpoint`).
+Actions: ``max(#maximal layouts + 1, 1 + 2 x tenants)`` of them (79 on A100-80GB with up to 39
+tenants), read by phase; `action_names` says what each stands for.
+
+The observation does not depend on the number of GPUs, and on the number of tenants only through one
+row per tenant: a float32 vector of `max_tenants` tenant rows (`TENANT_FEATURE_NAMES`, padding is
+zero) followed by the context (`PolicySpec.context_names`: the GPU being decided, the instance being
+decided, and the cluster in aggregate). A policy that treats the rows as a set (`SetPolicy`) therefore
+decides any number of GPUs and tenants with the same weights; the codec of a run is sized to its
+workload (`PolicySpec.sized`). The row and context names, with the layout actions, are the contract a
+checkpoint is checked against (`rlmig.policy.checkpoint`).
 
 Usage (what the RL planner does; the Gymnasium environment `rlmig.envs.MigReconfigEnv` is a thin shell
 over the same codec and the simulator)::
@@ -26,7 +32,8 @@ over the same codec and the simulator)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -36,11 +43,10 @@ from rlmig.loop import ClusterState, pad_forecast
 from rlmig.simulator import EncodedConfig, Simulator, TenantState
 from rlmig.workload import Workload
 
-MAX_GPUS = 8
-MAX_TENANTS = 8
+MAX_TENANTS = 8  # the tenant rows of a codec sized by default (training pads to it)
 HISTORY = 3  # past intervals of rates in the observation
 FORECAST = 2  # forecast intervals in the observation
-OBS_VERSION = 1
+OBS_VERSION = 2
 TENANT_FEATURE_NAMES = (
     "present",
     *(f"rate[-{HISTORY - i}]" for i in range(HISTORY)),
@@ -58,20 +64,36 @@ TENANT_FEATURE_NAMES = (
     "retraining_decided",
     "full_gpu_capacity_k",
     "demand",
+    "unmet",
 )
+"""Per tenant, what its encoding reads (then its capacity per base profile, `capacity[<profile>]`):
+rates, demand and capacities in units of the tenant's full-GPU capacity, capacities decided relative
+to its forecast. These change within an interval only for the tenants a sub-action gives capacity."""
+PAIR_FEATURE_NAMES = (
+    "gpu.inference_slots",
+    "gpu.retraining_slots",
+    "instance.capacity",
+    "instance.was_inference",
+    "instance.was_retraining",
+)
+"""Per tenant, its relation to what is being decided, read beside its encoding when it is scored as an
+owner: its share of the decided GPU's memory slots now (per role), its capacity on the instance being
+decided (relative to its forecast) and whether it holds that instance now (per role)."""
 TENANT_FEATURES = len(TENANT_FEATURE_NAMES)
-_DECIDED = TENANT_FEATURE_NAMES.index("decided_capacity")
-_RETRAINING_DECIDED = TENANT_FEATURE_NAMES.index("retraining_decided")
+_T = {name: i for i, name in enumerate(TENANT_FEATURE_NAMES)}
+_PAIR = {name: i for i, name in enumerate(PAIR_FEATURE_NAMES)}
 LAYOUT, OWNER = 0, 1
+OWNER_ROLES = ("idle", "inference", "retraining")
 
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """The shape of the decision for one GPU model: what a policy checkpoint is tied to."""
+    """The shape of the decision for one GPU model: what a policy checkpoint is tied to. `max_tenants`
+    only sizes a codec's observation and actions (tenant rows, owner actions); a set policy's weights
+    do not depend on it."""
 
     gpu: GpuModel
     layouts: tuple[Layout, ...]  # the layout choices: the GPU model's maximal layouts
-    max_gpus: int = MAX_GPUS
     max_tenants: int = MAX_TENANTS
     profiles: tuple[Profile, ...] = ()  # instance sizes in the observation: the base profiles
 
@@ -80,9 +102,13 @@ class PolicySpec:
             object.__setattr__(self, "profiles", self.gpu.base_profiles())
 
     @classmethod
-    def for_gpu(cls, gpu: GpuModel) -> PolicySpec:
-        """The spec of a GPU model: its maximal layouts, the default limits."""
-        return cls(gpu, tuple(gpu.layouts(maximal=True)))
+    def for_gpu(cls, gpu: GpuModel, max_tenants: int = MAX_TENANTS) -> PolicySpec:
+        """The spec of a GPU model: its maximal layouts, `max_tenants` tenant rows."""
+        return cls(gpu, tuple(gpu.layouts(maximal=True)), max_tenants)
+
+    def sized(self, tenants: int) -> PolicySpec:
+        """This spec with room for `tenants` tenants (never fewer rows than it has)."""
+        return replace(self, max_tenants=max(self.max_tenants, tenants))
 
     @property
     def keep_action(self) -> int:
@@ -94,31 +120,48 @@ class PolicySpec:
         return max(len(self.layouts) + 1, 1 + 2 * self.max_tenants)
 
     @property
-    def obs_size(self) -> int:
-        return len(self.feature_names())
+    def tenant_width(self) -> int:
+        """Entries per tenant row."""
+        return len(self.tenant_names())
 
-    def feature_names(self) -> tuple[str, ...]:
-        """The name of every observation entry, in order (the observation's contract)."""
+    @property
+    def obs_size(self) -> int:
+        return self.max_tenants * self.tenant_width + len(self.context_names())
+
+    @property
+    def phase_index(self) -> int:
+        """The context entry that is 1 in the layout phase (the next one is 1 in the owner phase)."""
+        return self.context_names().index("phase=layout")
+
+    def tenant_names(self) -> tuple[str, ...]:
+        """The name of every entry of a tenant row, in order: what the tenant's encoding reads, then
+        `PAIR_FEATURE_NAMES`."""
+        return (*self.encoded_names(), *PAIR_FEATURE_NAMES)
+
+    def encoded_names(self) -> tuple[str, ...]:
+        """The entries of a tenant row its encoding reads (the row's first ones)."""
+        return (*TENANT_FEATURE_NAMES, *(f"capacity[{p.name}]" for p in self.profiles))
+
+    def context_names(self) -> tuple[str, ...]:
+        """The name of every context entry (after the tenant rows), in order."""
         profiles = [p.name for p in self.profiles]
-        owners = ["idle"] + [f"inference{t}" for t in range(self.max_tenants)]
-        owners += [f"retraining{t}" for t in range(self.max_tenants)]
         names: list[str] = []
-        for t in range(self.max_tenants):
-            names += [f"tenant{t}.{name}" for name in TENANT_FEATURE_NAMES]
-            names += [f"tenant{t}.capacity[{p}]" for p in profiles]
         for block in ("current", "owner", "chosen"):
             for s in range(self.gpu.slots):
-                if block == "owner":
-                    names += [f"gpu.slot{s}.owner={o}" for o in owners]
-                else:
-                    names += [f"gpu.slot{s}.{block}={p}" for p in [*profiles, "free"]]
-        for g in range(self.max_gpus):
-            names += [f"gpu{g}.present", f"gpu{g}.decided", f"gpu{g}.compute_used"]
-        names += ["phase=layout", "phase=owner", *(f"cursor.gpu{g}" for g in range(self.max_gpus))]
+                kinds = OWNER_ROLES if block == "owner" else [*profiles, "free"]
+                names += [f"gpu.slot{s}.{block}={k}" for k in kinds]
+        names += ["gpu.compute_used", "gpus.decided", "gpus.compute_used", "gpus.log2_count", "gpus.left"]
+        names += ["load_per_gpu", "tenants_per_gpu", "decided_per_demand"]
+        names += ["phase=layout", "phase=owner"]
         names += [f"cursor.instance={p}" for p in [*profiles, "none"]]
-        names += ["cursor.instance.start", *(f"cursor.instance.owner={o}" for o in owners)]
-        names += ["interval_progress", "gpus_in_use", "tenants_in_use"]
+        names += ["cursor.instance.start", *(f"cursor.instance.owner={o}" for o in OWNER_ROLES)]
+        names += ["interval_progress"]
         return tuple(names)
+
+    def feature_names(self) -> tuple[str, ...]:
+        """The name of every observation entry, in order (tenant rows, then the context)."""
+        rows = [f"tenant{t}.{name}" for t in range(self.max_tenants) for name in self.tenant_names()]
+        return (*rows, *self.context_names())
 
     def action_names(self) -> dict[str, list[str]]:
         """What each action stands for, per phase (the action's contract)."""
@@ -128,13 +171,12 @@ class PolicySpec:
         return {"layout": [*layouts, "keep"], "owner": owners}
 
     def fits(self, workload: Workload) -> str | None:
-        """Why a workload is beyond this spec (GPU model, GPUs, tenants), or None when it fits."""
+        """Why a workload is beyond this spec (GPU model, tenant rows), or None when it fits."""
         if workload.gpu != self.gpu:
             return f"the policy is for {self.gpu.name}, the workload for {workload.gpu.name}"
-        if workload.gpu_count > self.max_gpus or len(workload.tenants) > self.max_tenants:
+        if len(workload.tenants) > self.max_tenants:
             return (
-                f"the policy handles at most {self.max_gpus} GPUs and {self.max_tenants} tenants; the "
-                f"workload has {workload.gpu_count} GPUs and {len(workload.tenants)} tenants"
+                f"the codec has rows for {self.max_tenants} tenants; the workload has {len(workload.tenants)}"
             )
         return None
 
@@ -157,6 +199,8 @@ class DecisionCodec:
         self._layout_slots = np.stack([self._slot_profiles(layout) for layout in spec.layouts])
         self.layout_number = {layout: n for n, layout in enumerate(spec.layouts)}
         self._no_layout = np.zeros((spec.gpu.slots, len(spec.profiles) + 1), np.float32)
+        self._no_roles = np.zeros((spec.gpu.slots, len(OWNER_ROLES)), np.float32)
+        self._no_roles[:, 0] = 1.0
         self.workload: Workload | None = None
         self.sim: Simulator | None = None
         self._mask: np.ndarray | None = None
@@ -343,7 +387,7 @@ class DecisionCodec:
     def _interval_features(self) -> None:
         """The parts of the observation fixed for the whole interval being decided."""
         spec, sim = self.spec, self.sim
-        n, P, T, G = self.n_tenants, len(spec.profiles), spec.max_tenants, spec.max_gpus
+        n, T = self.n_tenants, spec.max_tenants
         k = self.interval
         history = np.zeros((HISTORY, n))
         past = self.history[max(0, k - HISTORY) : k]
@@ -364,74 +408,106 @@ class DecisionCodec:
             sim.has_retraining.astype(float),
             sim.dynamics.window_phase(k),
             np.minimum(self.previous_capacity / demand, 5.0),
-            np.zeros(n),  # capacity decided so far: filled per sub-step
-            np.zeros(n),  # retraining decided so far: filled per sub-step
+            *np.zeros((2, n)),  # capacity and retraining decided so far: filled per sub-step
             np.minimum(self.scale / 1000.0, 10.0),
             np.minimum(demand / self.scale, 10.0),
+            np.zeros(n),  # unmet: per sub-step
         ]
-        tenants = np.zeros((T, TENANT_FEATURES + P), np.float32)
+        tenants = np.zeros((T, spec.tenant_width), np.float32)
         tenants[:n, :TENANT_FEATURES] = np.clip(np.stack(columns, axis=1), 0.0, 10.0)
-        tenants[:n, TENANT_FEATURES:] = np.minimum(self.cap_by_size, 10.0)
+        tenants[:n, TENANT_FEATURES : len(spec.encoded_names())] = np.minimum(self.cap_by_size, 10.0)
+        self._pair = len(spec.encoded_names())  # the first pair entry of a row
         self._tenants = tenants
-        slots = spec.gpu.slots
-        self._gpu_slots = np.zeros((G + 1, slots, P + 1), np.float32)
-        self._gpu_slots[:, :, P] = 1.0
-        self._gpu_owners = np.zeros((G + 1, slots, 2 * T + 1), np.float32)
-        self._gpu_owners[:, :, 0] = 1.0
-        self._gpus = np.zeros((G, 3), np.float32)
-        self._gpus[: self.n_gpus, 0] = 1.0
-        self._previous_owner: list[dict[Instance, int]] = []
-        for g in range(self.n_gpus):
-            kept = self.current_gpu(g)
-            self._gpu_slots[g] = self._slot_profiles(kept.layout)
-            owners = {}
-            for inst, owner in kept.items():
-                action = self.owner_action(owner)
-                owners[inst] = action
-                self._gpu_owners[g, inst.start : inst.end, 0] = 0.0
-                self._gpu_owners[g, inst.start : inst.end, action] = 1.0
-            self._previous_owner.append(owners)
-            self._gpus[g, 2] = kept.layout.compute_used / spec.gpu.compute_slices
+        G = self.n_gpus
+        compute = np.array([self.current_gpu(g).layout.compute_used for g in range(G)], float)
+        load = float((demand / self.scale).sum())
+        self._load = load
+        self._cluster = np.array(
+            [
+                0.0,  # gpus.decided: per sub-step
+                compute.mean() / spec.gpu.compute_slices,
+                math.log2(G) / 4.0,
+                1.0,  # gpus.left: per sub-step
+                min(load / G, 10.0),
+                min(n / G, 10.0),
+            ],
+            np.float32,
+        )
+        self._compute = compute / spec.gpu.compute_slices
+        self._cursor_gpu = -1  # the GPU whose tables below are built
+
+    def _gpu_tables(self, g: int) -> None:
+        """Tables of GPU g as it is now: its slots' profiles and owners' roles, each tenant's share of
+        its slots per role, and the owner of each of its instances (tenant, role)."""
+        spec, sim = self.spec, self.sim
+        kept = self.current_gpu(g)
+        self._slots_now = self._slot_profiles(kept.layout)
+        roles = np.zeros((spec.gpu.slots, len(OWNER_ROLES)), np.float32)
+        roles[:, 0] = 1.0
+        shares = np.zeros((self.n_tenants, 2), np.float32)
+        self._previous_owner: dict[Instance, tuple[int, int]] = {}
+        for inst, owner in kept.items():
+            if owner is None:
+                continue
+            t, r = sim.tenant_index[owner.tenant], 1 + (owner.role == "retraining")
+            roles[inst.start : inst.end, 0] = 0.0
+            roles[inst.start : inst.end, r] = 1.0
+            shares[t, r - 1] += inst.profile.slots / spec.gpu.slots
+            self._previous_owner[inst] = (t, r)
+        self._roles_now = roles
+        self._shares = shares
+        self._cursor_gpu = g
 
     def observation(self) -> np.ndarray:
         """The observation of the sub-step now (see `PolicySpec.feature_names`)."""
         spec = self.spec
-        n, P, T, G = self.n_tenants, len(spec.profiles), spec.max_tenants, spec.max_gpus
+        n, P = self.n_tenants, len(spec.profiles)
+        g, G = self.gpu_cursor, self.n_gpus
         tenants = self._tenants
-        tenants[:n, _DECIDED] = np.minimum(self.decided_capacity / self._demand, 5.0)
-        tenants[:n, _RETRAINING_DECIDED] = self.retraining_taken
-        g = self.gpu_cursor
-        gpus = self._gpus
-        gpus[:, 1] = 0.0
-        gpus[:g, 1] = 1.0
-        cursor = np.zeros(2 + G + (P + 1) + 1 + (2 * T + 1) + 3, np.float32)
+        decided = self.decided_capacity / self.scale
+        tenants[:n, _T["decided_capacity"]] = np.minimum(self.decided_capacity / self._demand, 5.0)
+        tenants[:n, _T["retraining_decided"]] = self.retraining_taken
+        tenants[:n, _T["unmet"]] = np.minimum(np.maximum(self._demand / self.scale - decided, 0.0), 10.0)
+        pair = tenants[:, self._pair :]
+        pair[:] = 0.0
+        cursor = np.zeros(2 + P + 1 + 1 + len(OWNER_ROLES) + 1, np.float32)
         cursor[self.phase] = 1.0
         if g < G:
-            cursor[2 + g] = 1.0
-        offset = 2 + G
+            if self._cursor_gpu != g:
+                self._gpu_tables(g)
+            pair[:n, _PAIR["gpu.inference_slots"] : _PAIR["gpu.retraining_slots"] + 1] = self._shares
+            slots_now, roles_now, used = self._slots_now, self._roles_now, self._compute[g]
+        else:
+            slots_now, roles_now, used = self._no_layout, self._no_roles, 0.0
         if self.phase == OWNER:
             chosen = self._layout_slots[self._layout_index]
             inst = self.layout.instances[self.instance_cursor]
-            cursor[offset + self._profile_slot[inst.profile.id]] = 1.0
-            cursor[offset + P + 1] = inst.start / spec.gpu.slots
-            previous = self._previous_owner[g].get(inst) if g < self.n_gpus else None
-            if previous is not None:
-                cursor[offset + P + 2 + previous] = 1.0
+            j = self.sim.profile_index[inst.profile.id]
+            pair[:n, _PAIR["instance.capacity"]] = np.minimum(self.sim.serve_rate[:, j] / self._demand, 5.0)
+            cursor[2 + self._profile_slot[inst.profile.id]] = 1.0
+            cursor[2 + P + 1] = inst.start / spec.gpu.slots
+            t, role = self._previous_owner.get(inst, (-1, 0))
+            cursor[2 + P + 2 + role] = 1.0
+            if t >= 0:
+                pair[t, _PAIR["instance.was_inference"] + role - 1] = 1.0
         else:
             chosen = self._no_layout
-            cursor[offset + P] = 1.0
-        tail = offset + P + 2 + 2 * T + 1
-        cursor[tail] = self.interval / max(self.workload.intervals, 1)
-        cursor[tail + 1] = self.n_gpus / G
-        cursor[tail + 2] = n / T
-        row = min(g, G)
+            cursor[2 + P] = 1.0
+            cursor[2 + P + 2] = 1.0  # no instance: "idle"
+        cursor[-1] = self.interval / max(self.workload.intervals, 1)
+        cluster = self._cluster
+        cluster[0] = g / G
+        cluster[3] = (G - g) / G
+        total = float(decided.sum()) / max(self._load, 1e-9)
         return np.concatenate(
             [
                 tenants.ravel(),
-                self._gpu_slots[row].ravel(),
-                self._gpu_owners[row].ravel(),
+                slots_now.ravel(),
+                roles_now.ravel(),
                 chosen.ravel(),
-                gpus.ravel(),
+                np.array([used], np.float32),
+                cluster,
+                np.array([min(total, 5.0)], np.float32),
                 cursor,
             ]
         )
