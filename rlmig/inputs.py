@@ -20,6 +20,7 @@ nesting deeper than `MAX_DEPTH`, and syntax errors. `quote` shortens any value a
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,14 @@ class _StrictLoader(yaml.SafeLoader):
                 raise _Refused(key_node.start_mark, f"duplicate key {quote(key)}")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.2 reads 1e6 and 6e11 as numbers; PyYAML (YAML 1.1) needs a dot and would read them as text.
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 class _Refused(Exception):

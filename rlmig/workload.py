@@ -26,7 +26,8 @@ A workload file is YAML::
           samples: 60000             # samples to retrain on per window
           drift: 0.08                # accuracy lost at each window start
           accuracy: 0.92             # accuracy after retraining (also the starting accuracy)
-    configuration:                   # optional: the static planner's configuration, per GPU
+    configuration:                   # optional: the static planner's configuration, per GPU (GPUs
+                                     # after the last list are left empty)
       - ["4g.40gb@0=chat", "3g.40gb@4=chat:retraining"]
       - ["7g.80gb@0"]
 
@@ -36,6 +37,7 @@ Every error names the file, the field and what is wrong, on one line.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +154,7 @@ class Workload:
         return tuple(model_profile(t.model, self.gpu, models) for t in self.tenants)
 
 
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}
 MAX_GPUS = 4096
 """The most GPUs a workload may name (the latency sweeps go to 1,024)."""
 MAX_TENANTS = 1024
@@ -263,8 +266,10 @@ class _Parser:
                 raise self.error(name, "missing")
             return default
         value = data[key]
+        if kind is int and isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            value = int(value)  # 1e3 in YAML
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise self.error(name, f"must be a {kind.__name__}, got {value!r}")
+            raise self.error(name, f"must be {_KIND_NAMES.get(kind, kind.__name__)}, got {quote(value)}")
         return value
 
     def number(

@@ -107,7 +107,7 @@ def with_tenant(**changes):
         ([1, 2], "must be a mapping"),
         ({**GOOD, "gpu": "V100"}, "gpu: unknown GPU model 'V100'"),
         ({**GOOD, "gpus": 0}, "gpus: must be at least 1"),
-        ({**GOOD, "gpus": "two"}, "gpus: must be a int"),
+        ({**GOOD, "gpus": "two"}, "gpus: must be an integer"),
         ({**GOOD, "interval_s": -1}, "interval_s: must be positive"),
         ({**GOOD, "duration_s": 90}, "duration_s: must be a multiple of interval_s (60)"),
         ({**GOOD, "downtime_s": 120}, "downtime_s: must not exceed interval_s"),

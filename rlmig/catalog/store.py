@@ -117,11 +117,20 @@ def model_profile(
     raise UnknownModelError(f"unknown model {name!r} for {gpu_model(gpu).name} (known: {', '.join(models)})")
 
 
-def import_profile(csv_path: str | Path, gpu: str, name: str | None = None) -> ModelProfile:
+MAX_FIT_ERROR = 0.5
+"""The worst 90th-percentile error (latency or throughput, |model / measured - 1|) an imported profile's
+fit may have without `allow_poor_fit`. The shipped profiles' worst is 22% (inceptionv3, A100-80GB)."""
+
+
+def import_profile(
+    csv_path: str | Path, gpu: str, name: str | None = None, allow_poor_fit: bool = False
+) -> ModelProfile:
     """Fit a profile to a ParvaGPU-format CSV (`read_parvagpu_csv`) and store it as a user profile.
 
     The profile is saved as ``<name>@<gpu>.json`` in `user_profile_dir`, in the built-in format, and
     from then on is part of `catalog` (replacing a built-in profile of the same name on that GPU).
+    A fit worse than `MAX_FIT_ERROR` is refused unless `allow_poor_fit`: plans use the measured rows,
+    but the model fills every segment that was not measured.
     """
     model = gpu_model(gpu)
     path = Path(csv_path)
@@ -146,6 +155,15 @@ def import_profile(csv_path: str | Path, gpu: str, name: str | None = None) -> M
         },
         user=True,
     )
+    fit = profile.fit
+    if fit is not None and not allow_poor_fit:
+        worst = max(fit.latency_p90, fit.throughput_p90)
+        if worst > MAX_FIT_ERROR:
+            raise RlmigError(
+                f"{path}: the latency model fits these measurements poorly (90th-percentile error: latency "
+                f"{fit.latency_p90:.0%}, throughput {fit.throughput_p90:.0%}; at most {MAX_FIT_ERROR:.0%}); "
+                "check the rows (rlmig profiles check) or import anyway with --allow-poor-fit"
+            )
     target = user_profile_path(name, model.name)
     record = profile.to_json()
     try:

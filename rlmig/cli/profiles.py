@@ -38,9 +38,15 @@ def profiles() -> None:
 @click.argument("csv_file", metavar="FILE.csv", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--gpu", "gpu_name", required=True, help="GPU model measured on, as `rlmig gpus` lists them.")
 @click.option("--name", default=None, help="Model name (default: the file name without .csv).")
-def import_command(csv_file: Path, gpu_name: str, name: str | None) -> None:
+@click.option(
+    "--allow-poor-fit",
+    is_flag=True,
+    help="Store the profile even when its latency model's 90th-percentile error exceeds 50% (the model "
+    "fills every segment that was not measured).",
+)
+def import_command(csv_file: Path, gpu_name: str, name: str | None, allow_poor_fit: bool) -> None:
     """Fit and store a profile from a ParvaGPU-format CSV (one row per instance size, batch, processes)."""
-    profile = import_profile(csv_file, gpu_name, name)
+    profile = import_profile(csv_file, gpu_name, name, allow_poor_fit)
     fit = profile.fit
     assert fit is not None
     click.echo(
