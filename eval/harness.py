@@ -545,7 +545,9 @@ class ProgressSink(Protocol):
 class RichProgress:
     """A rich progress bar (on stderr by default) over every decision of an evaluation; a `ProgressSink`.
 
-    Use it as a context manager: ``with RichProgress() as bar: evaluate(..., progress=bar)``.
+    Use it as a context manager: ``with RichProgress() as bar: evaluate(..., progress=bar)``. The bar
+    appears when the evaluation starts deciding, so an input refused before that prints nothing more
+    than its one-line error.
     """
 
     def __init__(self, console: Console | None = None) -> None:
@@ -562,13 +564,14 @@ class RichProgress:
         self.task: TaskID | None = None
 
     def __enter__(self) -> RichProgress:
-        self.bar.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.bar.stop()
+        if self.task is not None:
+            self.bar.stop()
 
     def start(self, total: int) -> None:
+        self.bar.start()
         self.task = self.bar.add_task("evaluating", total=total)
 
     def step(self, description: str, advance: int = 1) -> None:

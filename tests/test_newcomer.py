@@ -10,8 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rlmig.cli import main
+from rlmig.errors import RlmigError
 from rlmig.executor.planfile import configuration_json
 from rlmig.inputs import load_yaml
 from rlmig.planners import make_planner, run_planner
@@ -229,3 +232,64 @@ def test_yaml_numbers_in_exponent_form_are_numbers():
     assert load_yaml("a: 1e3\nb: 6.5E-2\nc: -2e+1\nd: 1e\ne: '1e3'\n", "t") == {
         "a": 1000.0, "b": 0.065, "c": -20.0, "d": "1e", "e": "1e3",
     }  # fmt: skip
+
+
+FILE_COMMANDS = {
+    "simulate": lambda f, d: ["simulate", f],
+    "plan": lambda f, d: ["plan", f],
+    "bound": lambda f, d: ["bound", f],
+    "eval": lambda f, d: ["eval", f, "--planners", "parva"],
+    "agent --workload": lambda f, d: ["agent", "--workload", f, "--backend", "fake"],
+    "train": lambda f, d: ["train", f, "--out", str(d / "run")],
+    "profiles import": lambda f, d: ["profiles", "import", f, "--gpu", "A100-80GB", "--name", "fuzz"],
+    "apply": lambda f, d: ["apply", f, "--backend", "fake", "--dry-run"],
+    "apply --current": lambda f, d: ["apply", plan_file(d), "--backend", "fake", "--current", f],
+    "apply --journal": lambda f, d: ["apply", plan_file(d), "--backend", "fake", "--journal", f],
+    "simulate --checkpoint": lambda f, d: [
+        "simulate",
+        str(SPIKE),
+        "--planner",
+        "rl",
+        "--checkpoint",
+        card_of(f, d),
+    ],
+}
+"""Every command that reads a file, with the fuzzed file in its place."""
+WORKLOAD_COMMANDS = ("simulate", "plan", "bound", "eval", "agent --workload")
+
+
+def card_of(path: str, folder: Path) -> str:
+    """A checkpoint folder whose card.json is `path`'s bytes (the shipped weights beside it)."""
+    target = folder / "fuzzed-checkpoint"
+    target.mkdir(exist_ok=True)
+    (target / "card.json").write_bytes(Path(path).read_bytes())
+    (target / "policy.npz").write_bytes((CHECKPOINT / "policy.npz").read_bytes())
+    return str(target)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(min_size=1, max_size=600), text=st.text(min_size=1, max_size=300))
+def test_random_and_mutated_bytes_into_every_command_end_in_one_line(data, text, capsys, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fuzz")
+    spike = SPIKE.read_bytes()
+    cut = len(text) % len(spike)
+    mutated = spike[:cut] + text.encode() + spike[cut + len(text) :]  # a real workload, spliced
+    for content in (data, mutated):
+        path = folder / "input"
+        path.write_bytes(content)
+        try:  # a splice that leaves a valid workload would run for minutes (the agent for ever)
+            load_workload(path)
+            valid_workload = True
+        except RlmigError:
+            valid_workload = False
+        for name, argv in FILE_COMMANDS.items():
+            if valid_workload and name in WORKLOAD_COMMANDS:
+                continue
+            if name == "apply --journal":  # a journal line of the fuzzer's is appended to: start afresh
+                path.write_bytes(content)
+            code = main(argv(str(path), folder))
+            _, err = capsys.readouterr()
+            if code == 0:  # the bytes happen to be a valid input (a journal of blank lines, say)
+                continue
+            assert code == 2, (name, content[:80], err)
+            assert err.count("\n") == 1 and err.startswith("rlmig: error: "), (name, err)
