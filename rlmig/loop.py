@@ -57,6 +57,17 @@ class ClusterState:
     history: np.ndarray  # (intervals so far, tenants): observed mean rates, oldest first
     forecast: np.ndarray  # (horizon, tenants): rates of intervals interval .. interval + horizon - 1
 
+    def may_retrain(self) -> np.ndarray:
+        """Per tenant, whether it may own a retraining instance in this interval: its job runs, a fresh
+        window starts now, or it holds a retraining instance already (which can be kept even when its
+        job has nothing left to do). The one rule for the ILP's first step and the policy's action mask."""
+        may = self.tenants.active.astype(bool) | self.simulator.dynamics.window_starts(self.interval)
+        if self.current is not None:
+            for placed in self.current.placed():
+                if placed.owner is not None and placed.owner.role == "retraining":
+                    may[self.simulator.tenant_index[placed.owner.tenant]] = True
+        return may
+
 
 def pad_forecast(forecast: np.ndarray, horizon: int) -> np.ndarray:
     """`forecast` (intervals, tenants) with at least `horizon` rows, its last row repeated."""

@@ -201,6 +201,38 @@ def test_expert_respects_fixed_choices():
     assert free.objective >= decision.objective - 1e-6
 
 
+def test_a_retraining_owner_is_offered_only_where_the_oracle_can_take_it():
+    """The policy's mask and the oracle's first step follow one rule (`ClusterState.may_retrain`): a
+    DAgger state reached by the policy is one the oracle can label (a training run once crashed on a
+    retraining instance given to a tenant whose job was done)."""
+    from rlmig.policy import DecisionCodec, PolicySpec
+    from rlmig.policy.codec import owner_action
+
+    sim = Simulator(small_workload())  # a's window: 5 intervals; its job is done by interval 3
+    done = sim.initial_state().copy()
+    done.active[:] = False
+    instance = sim.gpu.instance("2g.12gb@2")
+    layout = sim.gpu.layout(["1g.6gb@0", "1g.6gb@1", "2g.12gb@2"])
+    retrain_a = Owner("a", "retraining")
+    held = Configuration(sim.gpu, (GpuConfig(layout, (None, None, retrain_a)),))
+    spec = PolicySpec.for_gpu(sim.gpu).sized(2)
+    for k, current, may in [(3, None, False), (5, None, True), (3, held, True)]:  # 5: a window starts
+        state = state_at(sim, k, done, current, sim.workload.rates[k])
+        assert state.may_retrain().tolist() == [may, False]
+        codec = DecisionCodec(spec)
+        codec.begin(state)
+        codec.choose(spec.layouts.index(layout))
+        codec.choose(0), codec.choose(0)  # the two 1g instances idle; the 2g one is next
+        assert codec.action_masks()[owner_action(retrain_a, sim.tenant_index, spec.max_tenants)] == may
+        fixed = FixedChoices(layouts={0: layout}, owners={(0, instance): retrain_a})
+        if may:
+            decision = IlpPlanner(time_limit=None).expert(state, fixed)
+            assert dict(decision.configuration.gpus[0].items())[instance] == retrain_a
+        else:
+            with pytest.raises(RlmigError, match="cannot use this instance"):
+                IlpPlanner(time_limit=None).expert(state, fixed)
+
+
 def test_lookahead_retrains_across_intervals_when_one_is_not_enough():
     # 40000 samples: a 4g (~500 samples/s on A30 for resnet50) needs more than one 60 s interval.
     workload = small_workload(samples=40000.0, rate_a=100.0, rate_b=50.0)

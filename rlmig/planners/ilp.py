@@ -343,11 +343,9 @@ class DynamicModel:
         tenant has a segment, retraining where its job runs (or, in step 0, where it has an instance)."""
         sim = self.sim
         keys = []
-        placed = self.state.current.placed() if self.state.current is not None and k == 0 else ()
-        held = {sim.tenant_index[p.owner.tenant] for p in placed if p.owner and p.owner.role == "retraining"}
+        may_retrain = self.state.may_retrain() if k == 0 else None
         for t in range(len(self.workload.tenants)):
-            # a retraining instance in place can be kept even when its job has nothing left to do
-            running = self.running[t][k] or t in held
+            running = bool(may_retrain[t]) if may_retrain is not None else self.running[t][k]
             for j in self.profiles:
                 if sim.serve_rate[t, j] > 0:
                     keys.append((j, t, INFERENCE))

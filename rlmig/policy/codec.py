@@ -5,8 +5,9 @@ turn, a *layout* choice: one of the GPU model's maximal layouts, or "keep" (the 
 owners, unchanged); after a layout choice, an *owner* choice for each instance of that layout in slot
 order: idle, tenant t serving inference, or tenant t retraining. Masks allow only owners with an
 SLO-feasible segment on the instance (or a retraining throughput), at most one retraining instance per
-tenant, and only tenants and layouts that exist; every legal action therefore leads to a valid
-configuration, and there is always a legal action (keep, idle). Idle instances that did not exist are
+tenant and only for a tenant that may retrain now (`ClusterState.may_retrain`), and only tenants and
+layouts that exist; every legal action therefore leads to a valid configuration, and there is always a
+legal action (keep, idle). Idle instances that did not exist are
 not created (`rlmig.configuration.settle`).
 
 Actions: ``max(#maximal layouts + 1, 1 + 2 x tenants)`` of them (79 on A100-80GB with up to 39
@@ -254,6 +255,7 @@ class DecisionCodec:
         self.instance_cursor = 0
         self.decided_capacity = np.zeros(self.n_tenants)
         self.retraining_taken = np.zeros(self.n_tenants, bool)
+        self.may_retrain = cluster.may_retrain()
         if current_encoded is not None:
             self.previous_capacity = np.bincount(
                 np.where(current_encoded.tenant >= 0, current_encoded.tenant, 0),
@@ -367,7 +369,7 @@ class DecisionCodec:
         n, T = self.n_tenants, spec.max_tenants
         mask[0] = True
         mask[1 : 1 + n] = self.sim.serve_rate[:n, j] > 0
-        mask[1 + T : 1 + T + n] = (self.sim.train_rate[:n, j] > 0) & ~self.retraining_taken
+        mask[1 + T : 1 + T + n] = (self.sim.train_rate[:n, j] > 0) & self.may_retrain & ~self.retraining_taken
         return mask
 
     def keep_is_legal(self) -> bool:
