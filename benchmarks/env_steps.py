@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from benchmarks.workloads import cluster_workload
 from rlmig.envs import MigReconfigEnv
+from rlmig.eval.sweep import cluster_workload
 
 
 def main() -> None:

@@ -3,8 +3,8 @@
     python -m benchmarks.ilp_solve [--gpus 8] [--tenants 8] [--horizon 1] [--intervals 10]
 
 Runs the dynamic-mode ILP (myopic by default) over the first intervals of a diurnal cluster workload
-(`benchmarks.workloads`) and prints the solve time per decision (median, p99, max) and whether each
-decision was proven optimal.
+(`rlmig.eval.sweep.cluster_workload`) and prints the solve time per decision (median, p99, max) and
+whether each decision was proven optimal.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 
 import numpy as np
 
-from benchmarks.workloads import cluster_workload
+from rlmig.eval.sweep import cluster_workload
 from rlmig.planners import make_planner, run_planner
 
 

@@ -3,8 +3,8 @@
     python -m benchmarks.planner_latency [--planners rl,parva,greedy,ekya,static-best,as-is,ilp]
         [--gpus 8] [--tenants 8] [--intervals 60] [--no-guard]
 
-Runs each planner over a diurnal cluster workload (`benchmarks.workloads`) and prints the decision
-time's median and p99 in milliseconds, the goodput ratio, and the decisions a fallback planner made
+Runs each planner over a diurnal cluster workload (`rlmig.eval.sweep.cluster_workload`) and prints the
+decision time's median and p99 in milliseconds, the goodput ratio, and the decisions a fallback planner made
 (rl: a workload of another GPU model than its checkpoint's). `--no-guard` times the rl policy alone.
 Run it on an otherwise idle machine: each process is single-threaded, and the figures are one core's.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks.workloads import cluster_workload
+from rlmig.eval.sweep import cluster_workload
 from rlmig.planners import make_planner, run_planner
 
 

@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from benchmarks.workloads import cluster_workload
 from rlmig.configuration import Configuration
+from rlmig.eval.sweep import cluster_workload
 from rlmig.simulator import Simulator
 
 

@@ -7,12 +7,12 @@ Usage::
     points = latency_sweep([1, 2, 4, 8, 16, 32, 64], ["ilp", "parva", "greedy"], intervals=3, time_limit=10)
     sweep_plot(points, "latency.png")
 
-The workload of size g is `cluster_workload(g, min(8, g))`, the one the benchmarks use
-(`benchmarks/workloads.py`): g A100-80GB GPUs, min(8, g) diurnal tenants, every other one retraining,
-load growing with g. Each planner decides the first `intervals` intervals of it; the decision latency is
-the wall time of each decision (model building included for the ILP). Planners that take a solver time
-limit (the ILP planners) get `time_limit` per decision; each of their decisions can take up to the time
-limit plus the time to build the model, so `max_gpus` skips a planner above a cluster size.
+The workload of size g is `cluster_workload(g, min(8, g))`, the one the benchmarks use: g A100-80GB
+GPUs, min(8, g) diurnal tenants, every other one retraining, load growing with g. Each planner decides
+the first `intervals` intervals of it; the decision latency is the wall time of each decision (model
+building included for the ILP). Planners that take a solver time limit (the ILP planners) get
+`time_limit` per decision; each of their decisions can take up to the time limit plus the time to build
+the model, so `max_gpus` skips a planner above a cluster size.
 """
 
 from __future__ import annotations

@@ -126,3 +126,15 @@ def test_the_profile_csv_block_imports(workdir: Path) -> None:
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["profiles", "import", str(path), "--gpu", "A100-80GB", "--name", "my-model"]) == 0
     assert any((workdir / "home" / "profiles").glob("my-model@A100-80GB.json"))
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "benchmarks").glob("[!_]*.py")))
+def test_every_benchmark_runs_as_a_script(script: str) -> None:
+    """`python benchmarks/NAME.py` works as the README says, not only `python -m benchmarks.NAME`."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--help"], capture_output=True, text=True, cwd="/"
+    )
+    assert done.returncode == 0 and "usage" in done.stdout, done.stderr[-500:]
