@@ -270,7 +270,10 @@ def card_of(path: str, folder: Path) -> str:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(min_size=1, max_size=600), text=st.text(min_size=1, max_size=300))
 def test_random_and_mutated_bytes_into_every_command_end_in_one_line(data, text, capsys, tmp_path_factory):
+    import resource
+
     folder = tmp_path_factory.mktemp("fuzz")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, this process's high-water mark
     spike = SPIKE.read_bytes()
     cut = len(text) % len(spike)
     mutated = spike[:cut] + text.encode() + spike[cut + len(text) :]  # a real workload, spliced
@@ -293,3 +296,5 @@ def test_random_and_mutated_bytes_into_every_command_end_in_one_line(data, text,
                 continue
             assert code == 2, (name, content[:80], err)
             assert err.count("\n") == 1 and err.startswith("rlmig: error: "), (name, err)
+    # bounded memory: no input made the process grow by 512 MiB (an alias bomb took 1.8 GB)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 512 * 1024
