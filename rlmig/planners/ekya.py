@@ -7,15 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rlmig.configuration import Owner
+from rlmig.configuration import Configuration, GpuConfig, Owner
 from rlmig.errors import RlmigError
 from rlmig.geometry import Instance, Layout
 from rlmig.planners.base import ClusterState, Decision, Planner
-from rlmig.planners.packing import (
-    Cluster,
-    upcoming,
-    window_starts,
-)
+from rlmig.planners.packing import upcoming, window_starts
 from rlmig.planners.static_best import paris_cluster
 from rlmig.workload import Workload
 
@@ -75,11 +71,14 @@ class EkyaPlanner(Planner):
             if not idle_job:
                 return Decision(current)
         owners = self._thief(state)
-        cluster = Cluster(workload.gpu, workload.gpu_count)
-        cluster.layouts = list(self._layouts)
+        per_gpu: list[dict[Instance, Owner | None]] = [{} for _ in self._layouts]
         for (g, inst), owner in zip(self._base, owners, strict=True):
-            cluster.owners[g][inst] = owner
-        return Decision(cluster.configuration())
+            per_gpu[g][inst] = owner
+        gpus = tuple(
+            GpuConfig(layout, tuple(per_gpu[g].get(i) for i in layout.instances))
+            for g, layout in enumerate(self._layouts)
+        )
+        return Decision(Configuration(workload.gpu, gpus))
 
     def _thief(self, state: ClusterState) -> list[Owner | None]:
         """Fair allocation, then the best single steal (or exchange, see `_Thief`) while one improves."""

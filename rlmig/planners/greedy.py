@@ -105,13 +105,27 @@ class GreedyPlanner(Planner):
         chosen: dict[int, GpuConfig] = {}
         free = list(range(workload.gpu_count))
         mixes = _mixes(workload.gpu)
-        columns = [[sim.profile_index[p.id] for p in mix] for mix, _ in mixes]
+        width = max(len(mix) for mix, _ in mixes)
+        columns = np.array(
+            [[sim.profile_index[p.id] for p in mix] + [-1] * (width - len(mix)) for mix, _ in mixes]
+        )
+        # the GPUs of the running configuration that hold an inference instance of each (profile, tenant)
+        holders: dict[tuple[Profile, int], set[int]] = defaultdict(set)
+        for g, gpu_config in enumerate(current.gpus if current is not None else ()):
+            for inst, owner in gpu_config.items():
+                if owner is not None and owner.role == "inference":
+                    holders[inst.profile, sim.tenant_index[owner.tenant]].add(g)
+        keep_gpus = np.array(list(keepable), dtype=np.int64)
+        keep_caps = np.array(list(keepable.values())).reshape(len(keep_gpus), len(names))
         while free and (unmet > EPS).any():
             fresh = self._best_mix(sim.serve_rate, columns, mixes, unmet, scale)
-            kept = max(
-                ((float(np.minimum(cap, unmet) @ scale), g) for g, cap in keepable.items()),
-                default=None,
-            )
+            kept = None
+            if keepable:
+                values = np.minimum(keep_caps, unmet) @ scale
+                values[[g not in keepable for g in keep_gpus.tolist()]] = -np.inf
+                top = values.max()
+                if top > -np.inf:  # the highest value, the highest GPU index on a tie
+                    kept = (float(top), int(keep_gpus[values == top].max()))
             if kept is not None and kept[0] > EPS and (fresh is None or kept[0] >= fresh[0] * tolerance):
                 g = kept[1]
                 assert current is not None
@@ -122,9 +136,14 @@ class GreedyPlanner(Planner):
             if fresh is None:
                 break
             _, m, wanted = fresh
+            # A GPU can keep an (instance, owner) pair only if it holds one of the wanted pairs; every
+            # other free GPU keeps none, and of those the lowest one not keepable scores best.
+            candidates = set().union(*(holders.get((p, t), ()) for p, t in wanted if t >= 0))
+            others = [g for g in free if g not in candidates]
+            plain = next((g for g in others if g not in keepable), others[0] if others else None)
             best: tuple[tuple[int, bool, int], int, GpuConfig] | None = None
             for layout in mixes[m][1]:
-                for g in free:
+                for g in sorted(candidates.intersection(free)) + ([] if plain is None else [plain]):
                     previous = current.gpus[g] if current is not None and g < len(current.gpus) else None
                     owners, kept_pairs = _assign_owners(layout, wanted, previous, names)
                     score = (kept_pairs, g not in keepable, -g)
@@ -138,10 +157,8 @@ class GreedyPlanner(Planner):
             keepable.pop(g, None)
         cluster = Cluster(workload.gpu, workload.gpu_count)
         for g, gpu_config in chosen.items():
-            cluster.layouts[g] = gpu_config.layout
-            cluster.owners[g] = {
-                i: o if o is not None and o.role == "inference" else None for i, o in gpu_config.items()
-            }
+            owners = {i: o if o and o.role == "inference" else None for i, o in gpu_config.items()}
+            cluster.set_gpu(g, gpu_config.layout, owners)
         if self.retraining:
             add_retraining(cluster, state)
         gpus = []
@@ -154,31 +171,44 @@ class GreedyPlanner(Planner):
     @staticmethod
     def _best_mix(
         capacity: np.ndarray,
-        columns: list[list[int]],
+        columns: np.ndarray,
         mixes: Sequence[tuple[tuple[Profile, ...], tuple[Layout, ...]]],
         unmet: np.ndarray,
         scale: np.ndarray,
     ) -> tuple[float, int, list[tuple[Profile, int]]] | None:
-        """The most effective mix for the unmet demand: (utility, mix index, (profile, tenant) list)."""
-        best: tuple[float, int, int, list[tuple[Profile, int]]] | None = None
-        for m, ((mix, _), cols) in enumerate(zip(mixes, columns, strict=True)):
-            left = unmet.copy()
-            utility, used = 0.0, 0
-            wanted: list[tuple[Profile, int]] = []
-            for profile, j in zip(mix, cols, strict=True):
-                gains = np.minimum(capacity[:, j], left) * scale
-                t = int(gains.argmax())
-                if gains[t] <= EPS:
-                    wanted.append((profile, -1))
-                    continue
-                wanted.append((profile, t))
-                utility += float(gains[t])
-                used += profile.compute
-                left[t] = max(left[t] - capacity[t, j], 0.0)
-            if utility > EPS and (
+        """The most effective mix for the unmet demand: (utility, mix index, (profile, tenant) list).
+
+        Every mix is scored at once, instance position by position (`columns`: per mix the simulator
+        column of each instance, largest first, -1 past its last): each instance goes to the tenant it
+        raises the utility of most, as in a mix-by-mix loop, with the same sums in the same order."""
+        count, width = columns.shape
+        computes = np.array([[p.compute for p in mix] + [0] * (width - len(mix)) for mix, _ in mixes])
+        rows = np.arange(count)
+        left = np.repeat(unmet[None, :], count, axis=0)
+        utility = np.zeros(count)
+        used = np.zeros(count, dtype=np.int64)
+        chosen = np.full((count, width), -1, dtype=np.int64)
+        for k in range(width):
+            valid = columns[:, k] >= 0
+            cap = capacity[:, np.maximum(columns[:, k], 0)].T  # (mixes, tenants)
+            gains = np.minimum(cap, left) * scale
+            t = gains.argmax(axis=1)
+            gain = gains[rows, t]
+            take = valid & (gain > EPS)
+            chosen[take, k] = t[take]
+            utility[take] += gain[take]
+            used[take] += computes[take, k]
+            m = rows[take]
+            left[m, t[take]] = np.maximum(left[m, t[take]] - cap[m, t[take]], 0.0)
+        best: tuple[float, int, int] | None = None
+        for m in range(count):
+            if utility[m] > EPS and (
                 best is None
-                or (utility > best[0] + EPS)
-                or (abs(utility - best[0]) <= EPS and used < best[1])
+                or (utility[m] > best[0] + EPS)
+                or (abs(utility[m] - best[0]) <= EPS and used[m] < best[1])
             ):
-                best = (utility, used, m, wanted)
-        return None if best is None else (best[0], best[2], best[3])
+                best = (float(utility[m]), int(used[m]), m)
+        if best is None:
+            return None
+        mix = mixes[best[2]][0]
+        return best[0], best[2], [(profile, int(chosen[best[2], k])) for k, profile in enumerate(mix)]

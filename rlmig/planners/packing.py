@@ -7,6 +7,7 @@ Every speed figure comes from the one simulator's tables (`Simulator.serve_rate`
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -84,51 +85,88 @@ def inference_capacity(sim: Simulator, gpu_config: GpuConfig) -> np.ndarray:
 
 
 class Cluster:
-    """A configuration under construction: per GPU (fixed indices) a layout and the owner of each instance."""
+    """A configuration under construction: per GPU (fixed indices) a layout and the owner of each instance.
+
+    GPUs in use are indexed by layout, so that a best-fit placement looks at each distinct layout once
+    rather than at every GPU (the packing heuristics stay near-linear in the cluster size). Change
+    layouts through `add`, `remove` and `set_gpu` only; `mark` and `undo` take changes back."""
 
     def __init__(self, gpu: GpuModel, count: int) -> None:
         self.gpu = gpu
         self.layouts: list[Layout] = [gpu.empty_layout()] * count
         self.owners: list[dict[Instance, Owner | None]] = [{} for _ in range(count)]
-
-    def copy(self) -> Cluster:
-        other = Cluster(self.gpu, 0)
-        other.layouts = list(self.layouts)
-        other.owners = [dict(o) for o in self.owners]
-        return other
+        self._by_layout: dict[tuple[Instance, ...], list[int]] = {}  # used GPUs per layout, ascending
+        self._empty: list[int] = list(range(count))  # unused GPUs, ascending
+        self._fits: dict[tuple[tuple[Instance, ...], Profile], Instance | None] = {}
+        self._log: list[tuple[int, Layout, dict[Instance, Owner | None]]] = []
 
     def used(self) -> int:
         """GPUs with at least one instance."""
-        return sum(1 for layout in self.layouts if layout.instances)
+        return len(self.layouts) - len(self._empty)
+
+    def _fit(self, layout: Layout, profile: Profile) -> Instance | None:
+        key = (layout.instances, profile)
+        if key not in self._fits:
+            self._fits[key] = fit_instance(layout, profile)
+        return self._fits[key]
 
     def place(self, profile: Profile) -> tuple[int, Instance] | None:
-        """Best fit: the GPU already in use that `profile` fits with the fewest compute slices left over,
-        else the first unused GPU; None when no GPU has room."""
-        best: tuple[int, int, Instance] | None = None
-        empty: int | None = None
-        for g, layout in enumerate(self.layouts):
-            if not layout.instances:
-                if empty is None:
-                    empty = g
-                continue
-            inst = fit_instance(layout, profile)
-            if inst is not None and (best is None or layout.free_compute < best[0]):
-                best = (layout.free_compute, g, inst)
+        """Best fit: the GPU already in use that `profile` fits with the fewest compute slices left over
+        (the lowest index on a tie), else the first unused GPU; None when no GPU has room."""
+        best: tuple[tuple[int, int], Instance] | None = None
+        for gpus in self._by_layout.values():
+            layout = self.layouts[gpus[0]]
+            inst = self._fit(layout, profile)
+            if inst is not None and (best is None or (layout.free_compute, gpus[0]) < best[0]):
+                best = ((layout.free_compute, gpus[0]), inst)
         if best is not None:
-            return best[1], best[2]
-        if empty is not None:
-            inst = fit_instance(self.layouts[empty], profile)
+            return best[0][1], best[1]
+        if self._empty:
+            inst = self._fit(self.layouts[self._empty[0]], profile)
             if inst is not None:
-                return empty, inst
+                return self._empty[0], inst
         return None
 
+    def _set_layout(self, g: int, layout: Layout) -> None:
+        old = self.layouts[g]
+        if old.instances:
+            gpus = self._by_layout[old.instances]
+            gpus.remove(g)
+            if not gpus:
+                del self._by_layout[old.instances]
+        else:
+            self._empty.remove(g)
+        if layout.instances:
+            insort(self._by_layout.setdefault(layout.instances, []), g)
+        else:
+            insort(self._empty, g)
+        self.layouts[g] = layout
+
+    def set_gpu(self, g: int, layout: Layout, owners: dict[Instance, Owner | None]) -> None:
+        """Give GPU `g` a layout and the owners of its instances."""
+        self._log.append((g, self.layouts[g], self.owners[g]))
+        self._set_layout(g, layout)
+        self.owners[g] = owners
+
     def add(self, g: int, inst: Instance, owner: Owner | None) -> None:
-        self.layouts[g] = self.layouts[g].plus(inst)
-        self.owners[g][inst] = owner
+        self.set_gpu(g, self.layouts[g].plus(inst), {**self.owners[g], inst: owner})
 
     def remove(self, g: int, inst: Instance) -> None:
-        self.layouts[g] = self.layouts[g].minus(inst)
-        del self.owners[g][inst]
+        owners = dict(self.owners[g])
+        del owners[inst]
+        self.set_gpu(g, self.layouts[g].minus(inst), owners)
+
+    def mark(self) -> int:
+        """A point to come back to with `undo` (layout changes; owners given to instances in place are
+        not recorded)."""
+        return len(self._log)
+
+    def undo(self, mark: int) -> None:
+        """Take back every `add`, `remove` and `set_gpu` since `mark`."""
+        while len(self._log) > mark:
+            g, layout, owners = self._log.pop()
+            self._set_layout(g, layout)
+            self.owners[g] = owners
 
     def configuration(self) -> Configuration:
         gpus = tuple(
@@ -174,21 +212,27 @@ def add_retraining(cluster: Cluster, state: ClusterState) -> None:
             if placed.owner is not None and placed.owner.role == "retraining":
                 previous[sim.tenant_index[placed.owner.tenant]] = (placed.gpu, placed.instance)
     every = gpu.candidates(gpu.base_profiles())
+    creatable: dict[tuple[Instance, ...], list[Instance]] = {}
     for served, t in enumerate(jobs):
-        options: list[tuple[int, Instance, bool]] = []  # gpu, instance, whether it must be created
+        # GPUs with the same layout and the same idle instances offer the same options: only the first
+        # of each kind is offered (and the GPU in use of the job's previous instance, which wins a tie)
         free = 0
-        seen_empty = False
+        offered: dict[tuple[tuple[Instance, ...], tuple[Instance, ...]], int] = {}
+        gpus: list[int] = []
         for g, layout in enumerate(cluster.layouts):
-            if not layout.instances:
-                free += gpu.compute_slices
-                if seen_empty:
-                    continue  # unused GPUs are alike: offer the first only
-                seen_empty = True
-            idle = [i for i, o in cluster.owners[g].items() if o is None]
-            if layout.instances:
-                free += layout.free_compute + sum(i.profile.compute for i in idle)
-            options += [(g, i, False) for i in idle]
-            options += [(g, c, True) for c in every if layout.can_add(c)]
+            idle = tuple(i for i, o in cluster.owners[g].items() if o is None)
+            free += layout.free_compute + sum(i.profile.compute for i in idle)
+            kind = (layout.instances, idle)
+            if kind not in offered or (layout.instances and g == previous.get(t, (None,))[0]):
+                offered.setdefault(kind, g)
+                gpus.append(g)
+        options: list[tuple[int, Instance, bool]] = []  # gpu, instance, whether it must be created
+        for g in gpus:
+            layout = cluster.layouts[g]
+            if layout.instances not in creatable:
+                creatable[layout.instances] = [c for c in every if layout.can_add(c)]
+            options += [(g, i, False) for i, o in cluster.owners[g].items() if o is None]
+            options += [(g, c, True) for c in creatable[layout.instances]]
         rate = {o: float(sim.train_rate[t, sim.profile_index[o[1].profile.id]]) for o in options}
         viable = [o for o in options if rate[o] > 0]
         if not viable:

@@ -48,7 +48,7 @@ def parva_optimize(cluster: Cluster, sim: Simulator) -> Cluster:
         layout = cluster.layouts[g]
         if not layout.instances or layout.compute_used > threshold:
             continue
-        before, saved_pending, used = cluster.copy(), pending.copy(), cluster.used()
+        before, saved_pending, used = cluster.mark(), pending.copy(), cluster.used()
         ok = True
         for inst in layout.instances:
             owner = cluster.owners[g][inst]
@@ -73,7 +73,8 @@ def parva_optimize(cluster: Cluster, sim: Simulator) -> Cluster:
                 ok = False
                 break
         if not ok or cluster.used() > used:
-            cluster, pending = before, saved_pending
+            cluster.undo(before)
+            pending = saved_pending
     return cluster
 
 
