@@ -163,15 +163,13 @@ class _Thief:
 
     def value(self, t: np.ndarray | int, cap: np.ndarray | float, train: np.ndarray | float) -> np.ndarray:
         """Estimated accuracy-weighted goodput rate of tenant(s) t with this capacity and training rate."""
-        t, cap, train = np.broadcast_arrays(np.asarray(t), np.asarray(cap, float), np.asarray(train, float))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            finish = np.where(train > 0, self.remaining[t] / train, np.inf)
-        left = self.left[t]
+        remaining, left, accuracy = self.remaining[t], self.left[t], self.accuracy[t]
+        train = np.asarray(train, float)
+        shape = np.broadcast_shapes(np.shape(t), np.shape(cap), train.shape)
+        finish = np.divide(remaining, train, out=np.full(shape, np.inf), where=train > 0)
         done = self.active[t] & (finish < left)
         finish = np.minimum(finish, left)
-        mean = np.where(
-            done, (finish * self.accuracy[t] + (left - finish) * self.after[t]) / left, self.accuracy[t]
-        )
+        mean = np.where(done, (finish * accuracy + (left - finish) * self.after[t]) / left, accuracy)
         return np.minimum(self.rate[t], cap) * mean
 
     def steal(self) -> bool:
@@ -214,16 +212,20 @@ class _Thief:
         delta[own, a[owned]] = -np.inf  # not to the job it is with
         i, b = np.unravel_index(int(np.argmax(delta)), delta.shape)
         best = (float(delta[i, b]), [(int(i), int(b))])
-        # exchanges: retraining job n + u gives its instance h to job a[i] and takes instance i
-        for u in np.flatnonzero(self.holder >= 0).tolist():
-            h = int(self.holder[u])
+        # exchanges: retraining job n + u gives its instance h to job a[i] and takes instance i (every
+        # retraining job u at once: rows are jobs, columns instances)
+        u = np.flatnonzero(self.holder >= 0)
+        if len(u):
+            h = self.holder[u][:, None]
+            uc = u[:, None]
             other = owned & (index != h)
-            same = inference & (ta == u)
-            into_u = self.value(u, self.cap[u], self.train_tab[u]) - now[u]
+            same = inference & (ta == uc)
+            into_u = self.value(uc, self.cap[uc], self.train_tab[uc, index]) - now[uc]
             cap_v = self.cap[ta] - self.cap_tab[ta, index] + self.cap_tab[ta, h]
+            regrown = self.cap[uc] - self.cap_tab[uc, index] + self.cap_tab[uc, h]
             change = np.where(
                 same,
-                self.value(u, self.cap[u] - self.cap_tab[u] + self.cap_tab[u, h], self.train_tab[u]) - now[u],
+                self.value(uc, regrown, self.train_tab[uc, index]) - now[uc],
                 into_u
                 + np.where(
                     inference,
@@ -232,12 +234,13 @@ class _Thief:
                 )
                 - now[ta],
             )
-            undo_i = (a != self.running).astype(float) - (n + u != self.running)
-            undo_h = float(n + u != self.running[h]) - (a != self.running[h])
+            undo_i = (a != self.running).astype(float) - (n + uc != self.running)
+            undo_h = (n + uc != self.running[h]).astype(float) - (a != self.running[h])
             change = np.where(other, change + self.tie * (undo_i + undo_h), -np.inf)
-            i = int(np.argmax(change))
-            if change[i] > best[0]:
-                best = (float(change[i]), [(i, n + u), (h, int(a[i]))])
+            top = change.argmax(axis=1)
+            for row, (job, i) in enumerate(zip(u.tolist(), top.tolist(), strict=True)):
+                if change[row, i] > best[0]:
+                    best = (float(change[row, i]), [(i, n + job), (int(h[row, 0]), int(a[i]))])
         if not best[0] > self.tie / 2:
             return False
         moves = [(i, int(self.job_of[i]), b) for i, b in best[1]]
