@@ -228,3 +228,10 @@ def test_nvml_only_flags_are_refused_with_other_backends(capsys, tmp_path):
     plan.write_text("{}")  # the flag is refused before the plan is read
     code, _, err = run(capsys, "apply", str(plan), "--backend", "fake", "--start-cmd", "run {tenant}")
     assert code == 2 and "--start-cmd is for the nvml backend, not fake" in err
+
+
+@pytest.mark.parametrize("planner", ["parva", "greedy", "ekya", "static-best", "as-is", "static", "rl"])
+def test_every_planner_reports_its_decision_time(capsys, planner):
+    spike = str(Path(__file__).resolve().parents[1] / "eval" / "scenarios" / "spike-shift.yaml")
+    code, out, _ = run(capsys, "plan", spike, "--planner", planner, "--json")
+    assert code == 0 and json.loads(out)["solve_seconds"] > 0

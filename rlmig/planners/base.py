@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -45,7 +45,7 @@ class Decision:
     configuration: Configuration
     optimal: bool | None = None  # proven optimal (None: the planner does not prove anything)
     objective: float | None = None  # the planner's own objective value, when it has one
-    solve_seconds: float = 0.0
+    solve_seconds: float = 0.0  # the decision's wall time, model building included (set by `run_planner`)
     horizon_plan: tuple[Configuration, ...] = ()  # planners that look ahead: the plan of every step
     gap: float | None = None  # solvers: relative gap to the solver's bound when it stopped (None: unknown)
     overruled: bool = False  # a guard kept another candidate than the planner's own proposal
@@ -132,6 +132,7 @@ def run_planner(
         start = time.perf_counter()
         decision = planner.plan(cluster)
         seconds.append(time.perf_counter() - start)
+        decision = replace(decision, solve_seconds=seconds[-1])
         decisions.append(decision)
         if on_decision is not None:
             on_decision(cluster.interval, decision)
