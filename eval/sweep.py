@@ -92,15 +92,16 @@ def latency_sweep(
     intervals: int = 3,
     time_limit: TimeLimit = 10.0,
     max_gpus: Mapping[str, int] | None = None,
+    max_tenants: int = 8,
     on_point: Callable[[SweepPoint], None] | None = None,
 ) -> list[SweepPoint]:
-    """Time every planner's first `intervals` decisions on every cluster size (see the module docstring);
-    a planner named in `max_gpus` is skipped on larger clusters."""
+    """Time every planner's first `intervals` decisions on every cluster size g, with min(max_tenants, g)
+    tenants (see the module docstring); a planner named in `max_gpus` is skipped on larger clusters."""
     names = planner_names(planners)
     max_gpus = max_gpus or {}
     points = []
     for g in sizes:
-        workload = cluster_workload(g, min(8, g))
+        workload = cluster_workload(g, min(max_tenants, g))
         for name in names:
             if name in max_gpus and g > max_gpus[name]:
                 point = SweepPoint(
