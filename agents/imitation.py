@@ -12,9 +12,7 @@ form, whose masked argmax is the torch policy's deterministic action.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import torch
 
 from rlmig.agents.expert import Expert
 from rlmig.envs.mig_reconfig import MigReconfigEnv
+from rlmig.parallel import fan_out
 from rlmig.planners.ilp import IlpPlanner
 from rlmig.policy import SetPolicy
 
@@ -142,19 +141,13 @@ def _label_episode(job: tuple[Labelling, int]) -> tuple[Demonstrations, float]:
 
 
 def label_episodes(
-    labelling: Labelling, seeds: Sequence[int], workers: int = 1
+    labelling: Labelling, seeds: Sequence[int], workers: int = 1, ray: str | None = None
 ) -> Iterator[tuple[Demonstrations, float]]:
-    """Roll out and label one episode per seed, in `workers` processes (1: in this one); yields each
-    episode's demonstrations and return in the order of `seeds`, as soon as it and those before are
-    done. An episode depends on its seed alone, so the results do not depend on `workers`."""
-    jobs = [(labelling, seed) for seed in seeds]
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            yield _label_episode(job)
-        return
-    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch's threads
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
-        yield from pool.map(_label_episode, jobs)
+    """Roll out and label one episode per seed, in `workers` processes (1: in this one) or as Ray tasks
+    (`ray`: see `rlmig.parallel`); yields each episode's demonstrations and return in the order of
+    `seeds`, as soon as it and those before are done. An episode depends on its seed alone, so the
+    results do not depend on `workers` or `ray`."""
+    yield from fan_out(_label_episode, [(labelling, seed) for seed in seeds], workers=workers, ray=ray)
 
 
 def behaviour_cloning(

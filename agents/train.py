@@ -40,12 +40,14 @@ from torch.utils.tensorboard import SummaryWriter
 
 from rlmig.agents.export import export_checkpoint, numpy_policy
 from rlmig.agents.imitation import Demonstrations, Labelling, behaviour_cloning, label_episodes
+from rlmig.agents.ray_env import RayVecEnv
 from rlmig.agents.set_policy import SetActorCriticPolicy, set_policy_kwargs
 from rlmig.envs.mig_reconfig import MigReconfigEnv
 from rlmig.envs.scenarios import ScenarioSampler
 from rlmig.errors import ConfigError
 from rlmig.geometry import DEFAULT_GPU_MODEL, gpu_model
 from rlmig.inputs import read_yaml
+from rlmig.parallel import ray_session
 from rlmig.planners import make_planner, run_planner
 from rlmig.planners.rl import RlPlanner
 from rlmig.policy import PolicySpec
@@ -136,9 +138,20 @@ def masked(env: MigReconfigEnv) -> ActionMasker:
     return ActionMasker(env, lambda e: e.action_masks())
 
 
-def train(config_path: str | Path, out: str | Path | None = None, export: str | Path | None = None) -> Path:
-    """Run (or resume) the training described by `config_path`; returns the checkpoint folder."""
-    cfg = load_config(config_path)
+def train(
+    config_path: str | Path,
+    out: str | Path | None = None,
+    export: str | Path | None = None,
+    ray: str | None = None,
+) -> Path:
+    """Run (or resume) the training described by `config_path`; returns the checkpoint folder. With
+    `ray` (``"local"`` or a cluster address, `rlmig.parallel`), the oracle labels episodes in Ray tasks
+    and PPO's environments step in Ray actors; without it, in `imitation.workers` processes and here."""
+    with ray_session(ray):
+        return _train(load_config(config_path), out, export, ray)
+
+
+def _train(cfg: TrainConfig, out: str | Path | None, export: str | Path | None, ray: str | None) -> Path:
     run = Path(out or Path("runs") / cfg.name)
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
@@ -162,7 +175,8 @@ def train(config_path: str | Path, out: str | Path | None = None, export: str | 
     torch.manual_seed(cfg.seed)
     sampler = ScenarioSampler(split="train", gpu=cfg.gpu, **cfg.scenarios)
     demo_env = MigReconfigEnv(sampler=sampler)  # the shapes of observations and actions
-    vec_env = DummyVecEnv([lambda: masked(MigReconfigEnv(sampler=sampler)) for _ in range(cfg.ppo.n_envs)])
+    env_fns = [lambda: masked(MigReconfigEnv(sampler=sampler)) for _ in range(cfg.ppo.n_envs)]
+    vec_env = RayVecEnv(env_fns) if ray is not None else DummyVecEnv(env_fns)
     vec_env.seed(cfg.seed)
     policy_kwargs = set_policy_kwargs(demo_env.spec_, cfg.hidden)
     ppo = cfg.ppo
@@ -203,7 +217,7 @@ def train(config_path: str | Path, out: str | Path | None = None, export: str | 
             with Progress(console=console) as bar:
                 task = bar.add_task("expert episodes", total=im.episodes, completed=collected)
                 for episode, (episode_demos, _) in enumerate(
-                    label_episodes(labelling, seeds, im.workers), start=collected
+                    label_episodes(labelling, seeds, im.workers, ray), start=collected
                 ):
                     demos = demos.extend(episode_demos)
                     demos.save(demos_path)  # every episode: a rerun resumes from here
@@ -238,7 +252,7 @@ def train(config_path: str | Path, out: str | Path | None = None, export: str | 
             returns = []
             with Progress(console=console) as bar:
                 task = bar.add_task(f"DAgger round {round_ + 1} (beta {beta})", total=im.dagger_episodes)
-                for new, ret in label_episodes(learner, seeds, im.workers):
+                for new, ret in label_episodes(learner, seeds, im.workers, ray):
                     demos = demos.extend(new)
                     returns.append(ret)
                     bar.advance(task)

@@ -30,7 +30,7 @@ import copy
 import inspect
 import math
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -52,6 +52,7 @@ from rlmig.bound import hindsight_bound
 from rlmig.errors import ConfigError, RlmigError
 from rlmig.eval.tables import TableData, fmt, fmt_ms
 from rlmig.inputs import read_yaml
+from rlmig.parallel import fan_out, ray_session
 from rlmig.planners import PLANNERS, Planner, PlannerRun, make_planner, run_planner
 from rlmig.workload import Workload, load_workload, parse_workload
 
@@ -588,9 +589,12 @@ def evaluate(
     time_limit: TimeLimit = None,
     only: Mapping[str, Collection[str]] | None = None,
     progress: ProgressSink | None = None,
+    ray: str | None = None,
 ) -> Evaluation:
     """Run every planner (default: `default_planners`) on every scenario under seeds 0 .. `seeds` - 1
-    (see the module docstring); `only` restricts a planner to the scenarios (names) it lists."""
+    (see the module docstring); `only` restricts a planner to the scenarios (names) it lists. With
+    `ray` (``"local"`` or a cluster address, `rlmig.parallel`) every (scenario, planner, seed) cell and
+    every hindsight bound is a Ray task; the results are those of the serial run."""
     names = planner_names(default_planners() if planners is None else planners)
     only = only or {}
     if seeds < 1:
@@ -623,41 +627,91 @@ def evaluate(
         return [n for n in names if n not in only or workload.name in only[n]]
 
     evaluation.skipped = [(ws[0].name, n) for ws in workloads for n in names if n not in runs(ws[0])]
-    if progress is not None:
-        progress.start(sum(_decisions(ws[0]) * len(runs(ws[0])) * len(ws) for ws in workloads))
-    for variants in workloads:
-        for seed, workload in enumerate(variants):
-            if workload.mode == "dynamic":
-                evaluation.bounds[workload.name, seed] = hindsight_bound(workload).upper_bound
-            for name in runs(workload):
-                label = f"{workload.name} · {name}" + (f" · seed {seed}" if seeds > 1 else "")
-                done = 0
-
-                def tick(_k: int, _d: object, label: str = label) -> None:
-                    nonlocal done
-                    done += 1
-                    if progress is not None:
-                        progress.step(label)
-
-                if progress is not None:
-                    progress.step(label, 0)
-                start = time.perf_counter()
-                planner = build_planner(name, time_limit)
-                try:
-                    run = run_planner(workload, planner, forecaster=forecaster, on_decision=tick)
-                except ValueError as exc:  # RlmigError, or a configuration the simulator refuses
-                    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                    if not isinstance(exc, RlmigError):
-                        message = f"{type(exc).__name__}: {message}"
-                    evaluation.failures.append(Failure(workload.name, name, seed, message))
-                    if progress is not None:
-                        progress.step(label, _decisions(workload) - done)
-                    continue
-                wall = time.perf_counter() - start
-                result = EvalResult.from_run(workload, name, seed, run, wall, planner.can_defer)
-                evaluation.results.append(result)
+    cells = [
+        _Cell(workload, seed, name, forecaster, time_limit, seeds > 1)
+        for variants in workloads
+        for seed, workload in enumerate(variants)
+        for name in runs(workload)
+    ]
+    bounds = [(workload, seed) for variants in workloads for seed, workload in enumerate(variants)]
+    bounds = [(w, seed) for w, seed in bounds if w.mode == "dynamic"]
+    with ray_session(ray):  # reached (or started) before the progress bar shows
+        if progress is not None:
+            progress.start(sum(_decisions(cell.workload) for cell in cells))
+        if ray is None:
+            for workload, seed in bounds:
+                evaluation.bounds[workload.name, seed] = _bound(workload)
+            outcomes: Iterable[EvalResult | Failure] = (_run_cell(cell, progress) for cell in cells)
+        else:  # every cell a Ray task; the bar advances by a cell's decisions when it is done
+            jobs = [w for w, _ in bounds]
+            for (workload, seed), bound in zip(bounds, fan_out(_bound, jobs, ray=ray), strict=True):
+                evaluation.bounds[workload.name, seed] = bound
+            outcomes = _cells_on_ray(cells, ray, progress)
+        for outcome in outcomes:
+            if isinstance(outcome, Failure):
+                evaluation.failures.append(outcome)
+            else:
+                evaluation.results.append(outcome)
     _ratios(evaluation)
     return evaluation
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """One run of an evaluation: a planner on a scenario under a seed."""
+
+    workload: Workload
+    seed: int
+    planner: str
+    forecaster: str
+    time_limit: TimeLimit
+    seeded: bool  # the evaluation has several seeds: labels name the seed
+
+    @property
+    def label(self) -> str:
+        return f"{self.workload.name} · {self.planner}" + (f" · seed {self.seed}" if self.seeded else "")
+
+
+def _bound(workload: Workload) -> float:
+    return hindsight_bound(workload).upper_bound
+
+
+def _run_cell(cell: _Cell, progress: ProgressSink | None = None) -> EvalResult | Failure:
+    """Run one cell; a planner that fails (RlmigError, or a configuration the simulator refuses) gives a
+    `Failure`. `progress` advances by one step per decision."""
+    workload, label = cell.workload, cell.label
+    done = 0
+
+    def tick(_k: int, _d: object) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress.step(label)
+
+    if progress is not None:
+        progress.step(label, 0)
+    start = time.perf_counter()
+    planner = build_planner(cell.planner, cell.time_limit)
+    try:
+        run = run_planner(workload, planner, forecaster=cell.forecaster, on_decision=tick)
+    except ValueError as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not isinstance(exc, RlmigError):
+            message = f"{type(exc).__name__}: {message}"
+        if progress is not None:
+            progress.step(label, _decisions(workload) - done)
+        return Failure(workload.name, cell.planner, cell.seed, message)
+    wall = time.perf_counter() - start
+    return EvalResult.from_run(workload, cell.planner, cell.seed, run, wall, planner.can_defer)
+
+
+def _cells_on_ray(
+    cells: Sequence[_Cell], ray: str, progress: ProgressSink | None
+) -> Iterator[EvalResult | Failure]:
+    for cell, outcome in zip(cells, fan_out(_run_cell, cells, ray=ray), strict=True):
+        if progress is not None:
+            progress.step(cell.label, _decisions(cell.workload))
+        yield outcome
 
 
 def _decisions(workload: Workload) -> int:

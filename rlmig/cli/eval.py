@@ -50,6 +50,13 @@ from rlmig.errors import RlmigError
     help="Solver time limit per decision, seconds, for the planners that take one (the ILP planners; "
     "default: their own).",
 )
+@click.option(
+    "--ray",
+    default=None,
+    metavar="local|ADDRESS",
+    help="Run each (scenario, planner, seed) as a Ray task: 'local' starts Ray on this machine, an "
+    "address (auto, ray://HOST:10001) connects to a cluster. Needs the distributed extra.",
+)
 def eval_command(
     scenarios: tuple[str, ...],
     planners: str | None,
@@ -58,6 +65,7 @@ def eval_command(
     plots_dir: str | None,
     forecaster: str,
     time_limit: float | None,
+    ray: str | None,
 ) -> None:
     """Compare planners on SCENARIO... (workload files or shipped scenario names)."""
     from rlmig.eval.harness import RichProgress, evaluate
@@ -79,6 +87,7 @@ def eval_command(
             forecaster=forecaster,
             time_limit=time_limit,
             progress=progress,
+            ray=ray,
         )
     document = evaluation.to_json()
     if json_out == "-":

@@ -233,13 +233,20 @@ def simulate(
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Run folder (default runs/NAME).")
 @click.option("--export", type=click.Path(file_okay=False), default=None, help="Checkpoint folder to write.")
-def train(config: str, out: str | None, export: str | None) -> None:
+@click.option(
+    "--ray",
+    default=None,
+    metavar="local|ADDRESS",
+    help="Label episodes in Ray tasks and step PPO's environments in Ray actors: 'local' starts Ray on "
+    "this machine, an address (auto, ray://HOST:10001) connects to a cluster. Needs the distributed extra.",
+)
+def train(config: str, out: str | None, export: str | None, ray: str | None) -> None:
     """Train a policy from CONFIG (agents/configs/*.yaml); rerunning resumes after the last phase."""
     try:
         from rlmig.agents.train import train as run_training
     except ImportError as exc:
         raise RlmigError(f"training needs the train extra (pip install 'rlmig[train]'): {exc}") from None
-    folder = run_training(config, out, export)
+    folder = run_training(config, out, export, ray)
     click.echo(f"checkpoint: {folder}")
 
 

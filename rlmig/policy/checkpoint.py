@@ -64,6 +64,10 @@ class SetPolicy:
         "layout.w", "layout.b", "own0.w", "own0.b", "own1.w", "own1.b", "idle.w", "idle.b",
     )  # fmt: skip
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled without the encodings `act` keeps (Ray hands arrays over read-only)."""
+        return {**self.__dict__, "_cache": {}}
+
     @classmethod
     def initial(cls, spec: PolicySpec, hidden: int = 64, seed: int = 0, scale: float = 0.1) -> SetPolicy:
         """Untrained weights for `spec` (normal, standard deviation `scale`; zero biases): for tests
