@@ -98,14 +98,18 @@ def test_environments_in_ray_actors_step_as_in_this_process():
 
 
 def test_train_on_ray_trains_and_exports(tmp_path, capsys):
-    run = tmp_path / "run"
-    code = main(
-        ["train", str(ROOT / "agents" / "configs" / "tiny.yaml"), "--out", str(run), "--ray", "local"]
-    )
+    run, config = tmp_path / "run", str(ROOT / "agents" / "configs" / "tiny.yaml")
+    code = main(["train", config, "--out", str(run), "--ray", "local"])
     assert code == 0, capsys.readouterr().err
     card = json.loads((run / "checkpoint" / "card.json").read_text())
     assert card["training_config"]["name"] == "tiny"
     assert {"demonstrations", "dagger", "ppo"} <= set(json.loads((run / "progress.json").read_text()))
+    # the same labels and the same rollouts as without Ray: the same weights, exactly
+    serial = tmp_path / "serial"
+    assert main(["train", config, "--out", str(serial)]) == 0
+    for name in ("demonstrations.npz", "checkpoint/policy.npz"):
+        with np.load(run / name) as a, np.load(serial / name) as b:
+            assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files), name
 
 
 @pytest.mark.parametrize(
