@@ -65,6 +65,8 @@ def test_manifests_validate_against_the_kubernetes_schemas(version):
         for doc in documents(path):
             if doc["kind"] in ("Kustomization", "ServiceMonitor"):  # not core APIs: no schema ships
                 continue
+            if doc["apiVersion"] == "admissionregistration.k8s.io/v1" and version < "1.30":
+                continue  # ValidatingAdmissionPolicy is GA from 1.30 (node-scope.yaml says so)
             try:
                 kubernetes_validate.validate(doc, version, strict=True)
             except kubernetes_validate.ValidationError as exc:
@@ -79,6 +81,79 @@ def test_manifests_validate_against_the_kubernetes_schemas(version):
         "Service",
     } <= checked
     assert {"Namespace", "Role", "RoleBinding"} <= checked
+    if version >= "1.30":
+        assert {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} <= checked
+
+
+def admit(change: dict[str, Any]) -> str | None:
+    """What deploy/k8s/optional/node-scope.yaml answers to a node UPDATE: None (admitted, or not the
+    policy's to judge) or the message of the first validation that denies it. Its CEL runs in cel-python,
+    with the variables evaluated in order as the API server does."""
+    celpy = pytest.importorskip("celpy")
+    policy = next(d for d in documents(K8S / "optional" / "node-scope.yaml") if d["kind"].endswith("Policy"))
+    binding = next(
+        d for d in documents(K8S / "optional" / "node-scope.yaml") if d["kind"].endswith("Binding")
+    )
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    env = celpy.Environment()
+
+    def run(expression: str, activation: dict[str, Any]) -> Any:
+        return env.program(env.compile(expression)).evaluate(activation)
+
+    activation = {k: celpy.json_to_cel(v) for k, v in change.items()}
+    if not all(run(c["expression"], activation) for c in policy["spec"]["matchConditions"]):
+        return None
+    variables: dict[str, Any] = {}
+    for variable in policy["spec"]["variables"]:
+        variables[variable["name"]] = run(variable["expression"], {**activation, "variables": variables})
+    activation["variables"] = celpy.celtypes.MapType(
+        {celpy.celtypes.StringType(k): v for k, v in variables.items()}
+    )
+    for rule in policy["spec"]["validations"]:
+        if not run(rule["expression"], activation):
+            return rule["message"]
+    return None
+
+
+def node_change(
+    node: str = "gpu-1",
+    token_node: str | None = "gpu-1",
+    user: str = "system:serviceaccount:rlmig:rlmig-agent",
+    labels: dict[str, str] | None = None,
+    spec: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    before = {"kubernetes.io/hostname": node, "nvidia.com/mig.config": "all-disabled"}
+    extra = {"authentication.kubernetes.io/node-name": [token_node]} if token_node else {}
+    user_info: dict[str, Any] = {"username": user, **({"extra": extra} if extra else {})}
+    return {
+        "request": {"userInfo": user_info},
+        "oldObject": {"metadata": {"name": node, "labels": before}, "spec": {"podCIDR": "10.0.0.0/24"}},
+        "object": {
+            "metadata": {"name": node, "labels": {**before, **(labels or {})}},
+            "spec": spec if spec is not None else {"podCIDR": "10.0.0.0/24"},
+        },
+    }
+
+
+def test_the_node_scope_policy_lets_an_agent_change_only_its_own_labels_on_its_own_node():
+    own = {"nvidia.com/mig.config": "rlmig-1a2b", "nvidia.com/mig.config.state": "pending"}
+    assert admit(node_change(labels=own)) is None
+    assert admit(node_change(labels={"nvidia.com/gpu.deploy.device-plugin": "paused-for-mig-change"})) is None
+    assert "only the node its pod runs on" in admit(node_change(token_node="gpu-2", labels=own))
+    assert "only the node its pod runs on" in admit(node_change(token_node=None, labels=own))
+    assert "only its own node labels" in admit(
+        node_change(labels={"node-role.kubernetes.io/control-plane": ""})
+    )
+    assert "only its own node labels" in admit(node_change(labels={"kubernetes.io/hostname": "gpu-9"}))
+    removed = node_change()
+    del removed["object"]["metadata"]["labels"]["kubernetes.io/hostname"]
+    assert "only its own node labels" in admit(removed)
+    assert "spec or annotations" in admit(node_change(spec={"podCIDR": "10.0.0.0/24", "unschedulable": True}))
+    annotated = node_change(labels=own)
+    annotated["object"]["metadata"]["annotations"] = {"x": "y"}
+    assert "spec or annotations" in admit(annotated)
+    # other users (the GPU Operator, an administrator) are not this policy's to judge
+    assert admit(node_change(user="system:serviceaccount:gpu-operator:mig-manager", token_node=None)) is None
 
 
 def test_kustomization_and_service_monitor():
