@@ -140,12 +140,18 @@ class _Thief:
             open_jobs = [j for j in jobs if j < n or given[j] == 0]
             if not open_jobs:
                 break
-            j = min(open_jobs, key=lambda j: (given[j], jobs.index(j)))
+            j = min(open_jobs, key=given.__getitem__)  # the first in `jobs` order on a tie
             self.job_of[i] = j
             given[j] += computes[i]
         self.cap = np.zeros(n)
         self.train = np.zeros(n)
         self.holder = np.full(n, -1, dtype=np.int64)  # the instance retraining each tenant
+        # what every steal would gain (before what the giver loses), per instance and receiving job, and
+        # the tie term: kept between steals, recomputed only for the tenants and instances that moved
+        self._gain: np.ndarray | None = None
+        self._undo: np.ndarray | None = None
+        self._moved_tenants: set[int] = set()
+        self._moved: set[int] = set()
         for i, j in enumerate(self.job_of.tolist()):
             self._move(i, -1, j)
 
@@ -160,6 +166,41 @@ class _Thief:
         elif b >= n:
             self.train[b - n], self.holder[b - n] = self.train_tab[b - n, i], i
         self.job_of[i] = b
+        self._moved.add(i)
+        self._moved_tenants.update(j % n for j in (a, b) if j >= 0)
+
+    def _gains(self, now: np.ndarray) -> np.ndarray:
+        """Per instance (rows) and receiving job (columns: inference of each tenant, then retraining), the
+        estimate's change for that job if it received the instance; only the columns of tenants whose
+        capacity or training changed since the last call are computed again (each column depends on its
+        tenant's state alone, so the entries are those of computing every column)."""
+        n = self.n
+        if self._gain is None:
+            tenants = np.arange(n)
+            gain_inf = self.value(tenants[None, :], self.cap[None, :] + self.cap_tab.T, self.train[None, :])
+            gain_ret = self.value(tenants[None, :], self.cap[None, :], self.train_tab.T)
+            self._gain = np.concatenate([gain_inf, gain_ret], axis=1) - np.concatenate([now, now])[None, :]
+        else:
+            for t in sorted(self._moved_tenants):
+                self._gain[:, t] = self.value(t, self.cap[t] + self.cap_tab[t], self.train[t]) - now[t]
+                self._gain[:, n + t] = self.value(t, self.cap[t], self.train_tab[t]) - now[t]
+        self._moved_tenants.clear()
+        return self._gain
+
+    def _undo_terms(self) -> np.ndarray:
+        """Per instance and job: 1 where the move would undo a change from the running configuration's
+        owner, -1 where it would make one (rows recomputed only for the instances that moved)."""
+        a, running = self.job_of, self.running
+        jobs = np.arange(2 * self.n)
+        if self._undo is None:
+            self._undo = (a != running)[:, None].astype(float) - (jobs[None, :] != running[:, None])
+        else:
+            rows = np.array(sorted(self._moved), dtype=np.int64)
+            self._undo[rows] = (a[rows] != running[rows])[:, None].astype(float) - (
+                jobs[None, :] != running[rows, None]
+            )
+        self._moved.clear()
+        return self._undo
 
     def value(self, t: np.ndarray | int, cap: np.ndarray | float, train: np.ndarray | float) -> np.ndarray:
         """Estimated accuracy-weighted goodput rate of tenant(s) t with this capacity and training rate."""
@@ -189,10 +230,7 @@ class _Thief:
         kept_train = np.where(inference, self.train[ta], 0.0)
         lose = np.where(owned, self.value(ta, kept_cap, kept_train) - now[ta], -np.inf)
         # what each receiving job gains: inference (instances x tenants), then retraining
-        gain_inf = self.value(tenants[None, :], self.cap[None, :] + self.cap_tab.T, self.train[None, :])
-        gain_ret = self.value(tenants[None, :], self.cap[None, :], self.train_tab.T)
-        delta = np.concatenate([gain_inf, gain_ret], axis=1) - np.concatenate([now, now])[None, :]
-        delta += lose[:, None]
+        delta = self._gains(now) + lose[:, None]
         # a job moving between the inference and the retraining of one tenant: both at once
         own = index[owned]
         t = ta[owned]
@@ -204,9 +242,7 @@ class _Thief:
             )
             - now[t]
         )
-        jobs = np.arange(2 * n)
-        undo = (a != self.running)[:, None].astype(float) - (jobs[None, :] != self.running[:, None])
-        delta += self.tie * undo
+        delta += self.tie * self._undo_terms()
         valid = np.concatenate([self.has_inference, self.has_job & (self.holder < 0)])
         delta[:, ~valid] = -np.inf
         delta[own, a[owned]] = -np.inf  # not to the job it is with
