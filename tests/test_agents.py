@@ -193,6 +193,22 @@ def test_rl_planner_runs_and_its_guard_overrules_a_bad_proposal(trained):
     assert guarded.fallback_decisions == 0 and guarded.decided_by("rl") == "rl"
 
 
+def test_in_serve_mode_the_guard_keeps_the_plan_with_the_fewest_gpus_among_equals():
+    """Serve mode asks for the load with the fewest GPUs; a policy trained on goodput alone proposes
+    plans that carry it on many more (the shipped one used 144 GPUs on ParvaGPU's six scenarios where
+    parva uses 48): the guard keeps, among candidates predicted as good, the one with the fewest."""
+    workload = load_workload(ROOT / "eval" / "scenarios" / "parvagpu-slo1.yaml")
+    parva = run_planner(workload, make_planner("parva"))
+    proposal = run_planner(workload, RlPlanner(guard=False))
+    guarded = run_planner(workload, RlPlanner())
+    gpus = {name: run.result.intervals[0].gpus_used for name, run in
+            [("parva", parva), ("proposal", proposal), ("guarded", guarded)]}  # fmt: skip
+    assert gpus["proposal"] > gpus["parva"]  # the case the guard exists for here
+    assert gpus["guarded"] == min(gpus.values())
+    assert guarded.result.metrics.goodput_ratio >= proposal.result.metrics.goodput_ratio - 1e-9
+    assert guarded.guard_overrules == 1
+
+
 def test_config_errors_name_the_field(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("imitation: {episodes: 2, epoch: 3}\n")

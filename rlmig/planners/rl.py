@@ -79,7 +79,7 @@ class RlPlanner(Planner):
             others = " or ".join(["keeping the configuration", *self.guard_names])
             self.objective = (
                 f"the learned policy's proposal, overruled by its guard when {others} is predicted better "
-                f"over the next {guard_horizon} intervals"
+                f"over the next {guard_horizon} intervals (serve mode: as good with fewer GPUs)"
             )
 
     def reset(self, workload: Workload) -> None:
@@ -124,6 +124,10 @@ class RlPlanner(Planner):
         candidates.extend(planner.plan(state).configuration for planner in self._guards)
         values = [predicted_goodput(state, c, self.guard_horizon) for c in candidates]
         best = int(np.argmax(values))  # ties go to the earliest: the proposal
+        if state.workload.mode == "serve":  # serve mode's objective: the load with the fewest GPUs
+            top = values[best]
+            level = [i for i, v in enumerate(values) if v >= top - 1e-9 * max(abs(top), 1.0)]
+            best = min(level, key=lambda i: (sum(g.used for g in candidates[i].gpus), i))
         overruled = best > 0 and candidates[best] != proposal
         return Decision(candidates[best], objective=float(values[best]), overruled=overruled)
 
