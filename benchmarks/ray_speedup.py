@@ -1,7 +1,7 @@
 """What Ray buys for the offline work on this machine, and what it would buy on N workers.
 
     python benchmarks/ray_speedup.py [--episodes 8] [--scenarios spike-shift,diurnal-mix,migrator-8x8]
-        [--planners greedy,parva,ekya,static-best,as-is] [--workers 1,2,4,8,16,64]
+        [--planners greedy,parva,ekya,static-best,as-is] [--workers 1,2,4,8,16,64] [--skip-labelling]
 
 1. Evaluation: `evaluate(scenarios, planners)` serially, then with `ray="local"` (an embedded Ray on
    this machine, started beforehand and not counted); wall times and the speedup.
@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--scenarios", default="spike-shift,diurnal-mix,migrator-8x8")
     parser.add_argument("--planners", default="greedy,parva,ekya,static-best,as-is")
     parser.add_argument("--workers", default="1,2,4,8,16,64")
+    parser.add_argument("--skip-labelling", action="store_true")
     args = parser.parse_args()
     workers = [int(n) for n in args.workers.split(",")]
     scenarios = [SCENARIOS / f"{name}.yaml" for name in args.scenarios.split(",")]
@@ -67,7 +68,7 @@ def main() -> None:
     sampler = ScenarioSampler(max_gpus=4, max_tenants=4, intervals=12)
     policy = SetPolicy.initial(PolicySpec.for_gpu(load_scenario(scenarios[0]).gpu), hidden=16)
     labelling = Labelling(sampler, 1e-2, 2.0, policy=policy, beta=0.0, label_fraction=0.5)
-    seeds = list(range(args.episodes))
+    seeds = list(range(0 if args.skip_labelling else args.episodes))
     label_costs = [timed(lambda s=s: _label_episode((labelling, s))) for s in seeds]
     label_serial = sum(label_costs)
 
@@ -77,17 +78,19 @@ def main() -> None:
         overhead = (time.perf_counter() - start) / 200
         evaluate(scenarios[:1], planners[:1], ray="local")  # warm the workers (imports)
         eval_ray = timed(lambda: evaluate(scenarios, planners, ray="local"))
-        label_ray = timed(lambda: list(label_episodes(labelling, seeds, ray="local")))
+        label_ray = timed(lambda: list(label_episodes(labelling, seeds, ray="local"))) if seeds else 0.0
 
     print(f"evaluation, {len(cells)} cells: serial {eval_serial:.1f} s, local Ray {eval_ray:.1f} s, "
           f"speedup {eval_serial / eval_ray:.2f}x")  # fmt: skip
-    print(f"labelling, {len(seeds)} episodes: serial {label_serial:.1f} s, local Ray {label_ray:.1f} s, "
-          f"speedup {label_serial / label_ray:.2f}x")  # fmt: skip
     print(f"per task: evaluation cell mean {sum(cell_costs) / len(cells):.2f} s (longest "
-          f"{max(cell_costs):.2f} s), labelled episode mean {label_serial / len(seeds):.2f} s (longest "
-          f"{max(label_costs):.2f} s); Ray's overhead {overhead * 1e3:.1f} ms per task")  # fmt: skip
+          f"{max(cell_costs):.2f} s); Ray's overhead {overhead * 1e3:.1f} ms per task")  # fmt: skip
+    if seeds:
+        print(f"labelling, {len(seeds)} episodes: serial {label_serial:.1f} s, local Ray {label_ray:.1f} s, "
+              f"speedup {label_serial / label_ray:.2f}x; labelled episode mean "
+              f"{label_serial / len(seeds):.2f} s (longest {max(label_costs):.2f} s)")  # fmt: skip
     print(f"projected on N one-CPU workers, evaluation: {projection(cell_costs, overhead, workers)}")
-    print(f"projected on N one-CPU workers, labelling: {projection(label_costs, overhead, workers)}")
+    if seeds:
+        print(f"projected on N one-CPU workers, labelling: {projection(label_costs, overhead, workers)}")
 
 
 if __name__ == "__main__":
