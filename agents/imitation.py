@@ -22,6 +22,7 @@ import torch
 
 from rlmig.agents.expert import Expert
 from rlmig.envs.mig_reconfig import MigReconfigEnv
+from rlmig.geometry import DEFAULT_GPU_MODEL
 from rlmig.parallel import fan_out
 from rlmig.planners.ilp import IlpPlanner
 from rlmig.policy import SetPolicy
@@ -123,12 +124,13 @@ class Labelling:
     policy: SetPolicy | None = None
     beta: float = 1.0
     label_fraction: float = 1.0
+    gpu: str = DEFAULT_GPU_MODEL  # the sampler's GPU model
 
 
 def _label_episode(job: tuple[Labelling, int]) -> tuple[Demonstrations, float]:
     labelling, seed = job
     planner = IlpPlanner(gap=labelling.expert_gap, time_limit=labelling.expert_time_limit)
-    env = MigReconfigEnv(sampler=labelling.sampler, forecast_horizon=planner.horizon)
+    env = MigReconfigEnv(sampler=labelling.sampler, gpu=labelling.gpu, forecast_horizon=planner.horizon)
     policy = labelling.policy
     return rollout(
         Expert(env, planner),

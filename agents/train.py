@@ -174,8 +174,8 @@ def _train(cfg: TrainConfig, out: str | Path | None, export: str | Path | None, 
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     sampler = ScenarioSampler(split="train", gpu=cfg.gpu, **cfg.scenarios)
-    demo_env = MigReconfigEnv(sampler=sampler)  # the shapes of observations and actions
-    env_fns = [lambda: masked(MigReconfigEnv(sampler=sampler)) for _ in range(cfg.ppo.n_envs)]
+    demo_env = MigReconfigEnv(sampler=sampler, gpu=cfg.gpu)  # the shapes of observations and actions
+    env_fns = [lambda: masked(MigReconfigEnv(sampler=sampler, gpu=cfg.gpu)) for _ in range(cfg.ppo.n_envs)]
     vec_env = RayVecEnv(env_fns) if ray is not None else DummyVecEnv(env_fns)
     vec_env.seed(cfg.seed)
     policy_kwargs = set_policy_kwargs(demo_env.spec_, cfg.hidden)
@@ -202,7 +202,7 @@ def _train(cfg: TrainConfig, out: str | Path | None, export: str | Path | None, 
     # 2. Behaviour cloning on expert episodes, labelled in parallel processes. ----------------------
     im = cfg.imitation
     demos_path = run / "demonstrations.npz"
-    labelling = Labelling(sampler, im.expert_gap, im.expert_time_limit, gamma=ppo.gamma)
+    labelling = Labelling(sampler, im.expert_gap, im.expert_time_limit, gamma=ppo.gamma, gpu=cfg.gpu)
     if "dagger" not in done:
         collected = done.get("demonstrations", {}).get(
             "episodes", im.episodes if "demonstrations" in done else 0

@@ -209,6 +209,40 @@ def test_in_serve_mode_the_guard_keeps_the_plan_with_the_fewest_gpus_among_equal
     assert guarded.guard_overrules == 1
 
 
+def test_a_policy_for_another_gpu_model_trains_and_is_the_default_for_its_workloads(tmp_path, monkeypatch):
+    """Training for H100-80GB (it crashed: the environments were built for the default GPU model), and
+    `RlPlanner()` taking the shipped checkpoint of the workload's GPU model."""
+    import rlmig.planners.rl as rl_module
+
+    config = tmp_path / "tiny-h100.yaml"
+    config.write_text(TINY.read_text().replace("gpu: A100-80GB", "gpu: H100-80GB"))
+    folder = train(config, tmp_path / "run", tmp_path / "h100")
+    policy, card, spec = load_checkpoint(folder)
+    assert card["gpu_model"] == "H100-80GB" and spec.gpu.name == "H100-80GB"
+    shipped_a100 = rl_module.DEFAULT_CHECKPOINT
+    monkeypatch.setattr(rl_module, "shipped_for", {"H100-80GB": folder, "A100-80GB": shipped_a100}.get)
+    monkeypatch.setattr(rl_module, "shipped", lambda: [shipped_a100, folder])
+    text = SCENARIO.read_text()
+    h100 = load_workload_text(tmp_path, text.replace("gpu: A100-80GB", "gpu: H100-80GB"))
+    planner = RlPlanner()
+    run = run_planner(h100, planner, forecaster="last")
+    assert planner.spec.gpu.name == "H100-80GB" and run.fallback_decisions == 0
+    assert np.array_equal(planner.policy.params["enc0.w"], policy.params["enc0.w"])
+    run_planner(load_workload(SCENARIO), planner, forecaster="last")  # back to the A100-80GB one
+    assert planner.spec.gpu.name == "A100-80GB"
+    h200 = load_workload_text(tmp_path, text.replace("gpu: A100-80GB", "gpu: H200-141GB"))
+    with pytest.raises(
+        RlmigError, match=r"no shipped policy for H200-141GB \(shipped: A100-80GB, H100-80GB\)"
+    ):
+        run_planner(h200, RlPlanner())
+
+
+def load_workload_text(folder: Path, text: str):
+    path = folder / f"workload-{abs(hash(text))}.yaml"
+    path.write_text(text)
+    return load_workload(path)
+
+
 def test_config_errors_name_the_field(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("imitation: {episodes: 2, epoch: 3}\n")

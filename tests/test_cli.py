@@ -145,10 +145,12 @@ def test_simulate_labels_what_decided_for_the_rl_planner(capsys, tmp_path):
     big = str(SCENARIOS / "parvagpu-slo6.yaml")  # 24 GPUs, 11 tenants: more than it was trained on
     code, out, _ = run(capsys, "simulate", big, "--planner", "rl", "--json")
     assert code == 0 and json.loads(out)["metrics"]["fallback_decisions"] == 0
-    other = tmp_path / "h100.yaml"  # another GPU model than the shipped policy's
-    other.write_text(Path(spike).read_text().replace("gpu: A100-80GB", "gpu: H100-80GB"))
+    other = tmp_path / "h200.yaml"  # a GPU model no shipped policy is for
+    other.write_text(Path(spike).read_text().replace("gpu: A100-80GB", "gpu: H200-141GB"))
     code, _, err = run(capsys, "simulate", str(other), "--planner", "rl")
-    assert code == 2 and err.count("\n") == 1 and "for A100-80GB, the workload for H100-80GB" in err
+    assert (
+        code == 2 and err.count("\n") == 1 and "no shipped policy for H200-141GB (shipped: A100-80GB" in err
+    )
     assert "--fallback parva" in err
     code, out, _ = run(capsys, "simulate", str(other), "--planner", "rl", "--fallback", "parva")
     assert code == 0 and "planner rl (fallback parva: another GPU model than the policy's)" in out

@@ -342,18 +342,18 @@ def test_every_registered_planner_says_what_it_optimises() -> None:
 def test_the_rl_rows_count_overrules_and_name_the_fallback(tiny: tuple[Path, Path], tmp_path: Path) -> None:
     dynamic, _ = tiny
     big = resolve_scenario("parvagpu-slo6")  # 24 GPUs, 11 tenants: the policy decides any size
-    other = tmp_path / "h100.yaml"  # another GPU model: parva decides
+    other = tmp_path / "h200.yaml"  # a GPU model no shipped policy is for: parva decides
     other.write_text(
         big.read_text()
-        .replace("gpu: A100-80GB", "gpu: H100-80GB")
-        .replace("name: parvagpu-slo6", "name: h100")
+        .replace("gpu: A100-80GB", "gpu: H200-141GB")
+        .replace("name: parvagpu-slo6", "name: h200")
     )
     evaluation = evaluate([dynamic, big, other], ["rl", "parva"])
     rl_dynamic, rl_big, rl_other = evaluation.select(planner="rl")
     assert rl_dynamic.fallback_decisions == 0 and rl_dynamic.guard_overrules is not None
     assert rl_big.fallback_decisions == 0 and rl_other.fallback_decisions == 1
     assert evaluation.select(planner="parva")[0].guard_overrules is None  # no guard to count
-    table = evaluation.scenario_table("h100")
+    table = evaluation.scenario_table("h200")
     assert {"overrules", "fallbacks"} <= set(table.columns)
     row = table.rows[0]
     assert row[0] == "rl (fallback parva: another GPU model than the policy's)"

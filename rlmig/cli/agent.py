@@ -73,7 +73,11 @@ def _split_config_map(value: str | None) -> tuple[str, str] | None:
     type=click.Path(dir_okay=False),
     help="The workload: GPUs, interval, tenants, SLOs and retraining.",
 )
-@click.option("--checkpoint", type=click.Path(file_okay=False), help="rl: the policy checkpoint folder.")
+@click.option(
+    "--checkpoint",
+    type=click.Path(file_okay=False),
+    help="rl: the policy checkpoint folder (default: the shipped one for the workload's GPU model).",
+)
 @rl_options
 @click.option(
     "--backend",

@@ -96,7 +96,7 @@ def planner_options(function: FC) -> FC:
         "--checkpoint",
         type=click.Path(file_okay=False),
         default=None,
-        help="rl: the policy checkpoint folder.",
+        help="rl: the policy checkpoint folder (default: the shipped one for the workload's GPU model).",
     )(function)
     function = rl_options(function)
     return click.option(

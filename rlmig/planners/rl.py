@@ -13,13 +13,14 @@ that proposes something worse than doing nothing, or than the heuristic, is over
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from rlmig.checkpoints import CHECKPOINTS_DIR
+from rlmig.checkpoints import CHECKPOINTS_DIR, shipped, shipped_for
 from rlmig.configuration import Configuration
 from rlmig.errors import RlmigError
 from rlmig.geometry import DEFAULT_GPU_MODEL, gpu_model
@@ -32,7 +33,8 @@ DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "a100-80gb"
 
 
 class RlPlanner(Planner):
-    """A trained policy (a checkpoint folder; the shipped A100-80GB policy by default), guarded.
+    """A trained policy (a checkpoint folder; by default the shipped checkpoint for the workload's GPU
+    model, `rlmig.checkpoints.shipped_for`), guarded.
 
     `guard_with` names the heuristics whose plans the guard weighs against the policy's proposal and
     the configuration in place (none: only those two); `guard=False` runs the policy alone. A workload
@@ -55,6 +57,7 @@ class RlPlanner(Planner):
         policy: SetPolicy | None = None,
         gpu: str = DEFAULT_GPU_MODEL,
     ) -> None:
+        self._by_gpu_model = policy is None and checkpoint is None  # the shipped one per GPU model
         if policy is None:
             policy, _, spec = load_checkpoint(checkpoint or DEFAULT_CHECKPOINT)
         else:
@@ -101,11 +104,28 @@ class RlPlanner(Planner):
 
     def fits(self, workload: Workload) -> bool:
         """Whether the policy can decide this workload (its GPU model; any number of GPUs and tenants)."""
+        self._select(workload)
         return self.spec.sized(len(workload.tenants)).fits(workload) is None
+
+    def _select(self, workload: Workload) -> None:
+        """Without a checkpoint given, load the shipped one for the workload's GPU model (when one ships)."""
+        if not self._by_gpu_model or workload.gpu.name == self.spec.gpu.name:
+            return
+        folder = shipped_for(workload.gpu.name)
+        if folder is not None:
+            self.policy, _, self.spec = load_checkpoint(folder)
+            self.codec = DecisionCodec(self.spec)
 
     def _beyond(self, workload: Workload) -> bool:
         """Whether the workload is beyond the policy (then the fallback decides); an error without one."""
+        self._select(workload)
         why = self.spec.sized(len(workload.tenants)).fits(workload)
+        if why is not None and self._fallback is None and self._by_gpu_model:
+            models = ", ".join(json.loads((f / "card.json").read_text())["gpu_model"] for f in shipped())
+            raise RlmigError(
+                f"no shipped policy for {workload.gpu.name} (shipped: {models}); train one and pass "
+                "--checkpoint, or ask for a fallback planner (e.g. --fallback parva)"
+            )
         if why is not None and self._fallback is None:
             raise RlmigError(f"{why} (a fallback planner, e.g. --fallback parva, would plan it instead)")
         return why is not None
