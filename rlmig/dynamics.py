@@ -115,4 +115,5 @@ def changed_instances(new: EncodedConfig, old: EncodedConfig | None) -> np.ndarr
     owned = new.tenant >= 0
     if old is None:
         return np.zeros_like(owned)
-    return owned & ~np.isin(new.key, old.key)
+    before = set(old.key.tolist())  # integer keys; a set beats np.isin on a planner's few hundred
+    return owned & ~np.fromiter((k in before for k in new.key.tolist()), bool, len(new.key))

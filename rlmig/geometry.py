@@ -331,7 +331,9 @@ class Layout:
 
     def plus(self, inst: Instance) -> Layout:
         """This layout with one more instance; raises `InvalidLayoutError` when it does not fit."""
-        return self.gpu.layout([*self.instances, inst])
+        if self.gpu._by_id.get(inst.profile.id) == inst.profile and self.can_add(inst):
+            return Layout(self.gpu, (*self.instances, inst))  # what `GpuModel.layout` checks, at once
+        return self.gpu.layout([*self.instances, inst])  # raises with the reason
 
     def minus(self, inst: Instance) -> Layout:
         """This layout without the instance; raises `InvalidLayoutError` when it is not there."""
