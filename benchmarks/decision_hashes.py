@@ -1,6 +1,6 @@
 """A fingerprint of every decision the heuristics make: to check that a rewrite for speed changes none.
 
-    python benchmarks/decision_hashes.py [--planners parva,greedy,ekya,static-best] > after.txt
+    python benchmarks/decision_hashes.py [--planners parva,greedy,ekya,static-best,as-is] > after.txt
     git stash; python benchmarks/decision_hashes.py > before.txt; git stash pop; diff before.txt after.txt
 
 For each workload (every scenario in eval/scenarios, ParvaGPU's scenario 6 at 16x its rates, and the
@@ -36,7 +36,7 @@ def workloads() -> list[Workload]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--planners", default="parva,greedy,ekya,static-best")
+    parser.add_argument("--planners", default="parva,greedy,ekya,static-best,as-is")
     args = parser.parse_args()
     for workload in workloads():
         for name in args.planners.split(","):

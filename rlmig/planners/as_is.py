@@ -54,8 +54,18 @@ class AsIsPlanner(Planner):
         previous = [set(g.time_shared) for g in current.gpus] if current is not None else []
         previous += [set()] * (workload.gpu_count - len(previous))
         members = [{names[t] for t in group} for group in groups]
+        # Groups go to the GPUs they share the most tenants with (then the lower GPU, the later group);
+        # only the pairs that share a tenant are listed, then the rest in that same order.
+        holders: dict[str, list[int]] = {}
+        for g, before in enumerate(previous):
+            for name in before:
+                holders.setdefault(name, []).append(g)
         pairs = sorted(
-            ((len(previous[g] & m), -g, i) for i, m in enumerate(members) for g in range(workload.gpu_count)),
+            (
+                (len(previous[g] & m), -g, i)
+                for i, m in enumerate(members)
+                for g in sorted({g for name in m for g in holders.get(name, ())})
+            ),
             reverse=True,
         )
         done: set[int] = set()
@@ -65,6 +75,9 @@ class AsIsPlanner(Planner):
                 continue
             slots[g] = tuple(names[t] for t in groups[i])
             done.add(i)
+        left = [i for i in reversed(range(len(groups))) if i not in done]
+        for g, i in zip((g for g in range(workload.gpu_count) if not slots[g]), left, strict=False):
+            slots[g] = tuple(names[t] for t in groups[i])
         gpus = tuple(GpuConfig.whole(workload.gpu, members) for members in slots)
         return Decision(Configuration(workload.gpu, gpus))
 
