@@ -237,6 +237,19 @@ def test_a_policy_for_another_gpu_model_trains_and_is_the_default_for_its_worklo
         run_planner(h200, RlPlanner())
 
 
+def test_the_shipped_checkpoints_load_and_are_found_by_gpu_model():
+    from rlmig.checkpoints import shipped, shipped_for
+
+    assert [f.name for f in shipped()] == ["a100-80gb", "h100-80gb"]
+    for model in ("A100-80GB", "H100-80GB"):
+        folder = shipped_for(model)
+        assert folder is not None
+        _, card, spec = load_checkpoint(folder)  # the card fits this installation's codec
+        assert card["gpu_model"] == spec.gpu.name == model
+        assert card["training_config"]["gpu"] == model
+    assert shipped_for("H200-141GB") is None
+
+
 def load_workload_text(folder: Path, text: str):
     path = folder / f"workload-{abs(hash(text))}.yaml"
     path.write_text(text)
