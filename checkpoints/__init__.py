@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parent
@@ -12,11 +14,12 @@ def shipped() -> list[Path]:
     return sorted(p for p in CHECKPOINTS_DIR.iterdir() if p.is_dir() and (p / "card.json").exists())
 
 
-def shipped_for(gpu: str) -> Path | None:
-    """The shipped checkpoint for GPU model `gpu` (its card's ``gpu_model``), or None."""
-    import json
+@functools.cache
+def shipped_models() -> dict[str, Path]:
+    """The shipped checkpoints by GPU model (their cards' ``gpu_model``), read once."""
+    return {json.loads((folder / "card.json").read_text())["gpu_model"]: folder for folder in shipped()}
 
-    for folder in shipped():
-        if json.loads((folder / "card.json").read_text()).get("gpu_model") == gpu:
-            return folder
-    return None
+
+def shipped_for(gpu: str) -> Path | None:
+    """The shipped checkpoint for GPU model `gpu`, or None."""
+    return shipped_models().get(gpu)

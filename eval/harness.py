@@ -638,15 +638,15 @@ def evaluate(
     with ray_session(ray):  # reached (or started) before the progress bar shows
         if progress is not None:
             progress.start(sum(_decisions(cell.workload) for cell in cells))
-        if ray is None:
-            for workload, seed in bounds:
-                evaluation.bounds[workload.name, seed] = _bound(workload)
-            outcomes: Iterable[EvalResult | Failure] = (_run_cell(cell, progress) for cell in cells)
-        else:  # every cell a Ray task; the bar advances by a cell's decisions when it is done
-            jobs = [w for w, _ in bounds]
-            for (workload, seed), bound in zip(bounds, fan_out(_bound, jobs, ray=ray), strict=True):
-                evaluation.bounds[workload.name, seed] = bound
-            outcomes = _cells_on_ray(cells, ray, progress)
+        jobs = [w for w, _ in bounds]
+        for (workload, seed), bound in zip(bounds, fan_out(_bound, jobs, ray=ray), strict=True):
+            evaluation.bounds[workload.name, seed] = bound
+        # on Ray every cell is a task, and the bar advances by a cell's decisions when it is done
+        outcomes: Iterable[EvalResult | Failure] = (
+            (_run_cell(cell, progress) for cell in cells)
+            if ray is None
+            else _cells_on_ray(cells, ray, progress)
+        )
         for outcome in outcomes:
             if isinstance(outcome, Failure):
                 evaluation.failures.append(outcome)

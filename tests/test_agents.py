@@ -220,8 +220,7 @@ def test_a_policy_for_another_gpu_model_trains_and_is_the_default_for_its_worklo
     policy, card, spec = load_checkpoint(folder)
     assert card["gpu_model"] == "H100-80GB" and spec.gpu.name == "H100-80GB"
     shipped_a100 = rl_module.DEFAULT_CHECKPOINT
-    monkeypatch.setattr(rl_module, "shipped_for", {"H100-80GB": folder, "A100-80GB": shipped_a100}.get)
-    monkeypatch.setattr(rl_module, "shipped", lambda: [shipped_a100, folder])
+    monkeypatch.setattr(rl_module, "shipped_models", lambda: {"A100-80GB": shipped_a100, "H100-80GB": folder})
     text = SCENARIO.read_text()
     h100 = load_workload_text(tmp_path, text.replace("gpu: A100-80GB", "gpu: H100-80GB"))
     planner = RlPlanner()

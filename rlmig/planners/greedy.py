@@ -117,12 +117,14 @@ class GreedyPlanner(Planner):
                     holders[inst.profile, sim.tenant_index[owner.tenant]].add(g)
         keep_gpus = np.array(list(keepable), dtype=np.int64)
         keep_caps = np.array(list(keepable.values())).reshape(len(keep_gpus), len(names))
+        keep_row = {g: i for i, g in enumerate(keepable)}
+        gone = np.zeros(len(keep_gpus), dtype=bool)  # rows of GPUs no longer keepable
         while free and (unmet > EPS).any():
             fresh = self._best_mix(sim.serve_rate, columns, mixes, unmet, scale)
             kept = None
             if keepable:
                 values = np.minimum(keep_caps, unmet) @ scale
-                values[[g not in keepable for g in keep_gpus.tolist()]] = -np.inf
+                values[gone] = -np.inf
                 top = values.max()
                 if top > -np.inf:  # the highest value, the highest GPU index on a tie
                     kept = (float(top), int(keep_gpus[values == top].max()))
@@ -131,6 +133,7 @@ class GreedyPlanner(Planner):
                 assert current is not None
                 chosen[g] = current.gpus[g]
                 unmet = np.maximum(unmet - keepable.pop(g), 0.0)
+                gone[keep_row[g]] = True
                 free.remove(g)
                 continue
             if fresh is None:
@@ -139,8 +142,9 @@ class GreedyPlanner(Planner):
             # A GPU can keep an (instance, owner) pair only if it holds one of the wanted pairs; every
             # other free GPU keeps none, and of those the lowest one not keepable scores best.
             candidates = set().union(*(holders.get((p, t), ()) for p, t in wanted if t >= 0))
-            others = [g for g in free if g not in candidates]
-            plain = next((g for g in others if g not in keepable), others[0] if others else None)
+            plain = next((g for g in free if g not in candidates and g not in keepable), None)
+            if plain is None:
+                plain = next((g for g in free if g not in candidates), None)
             best: tuple[tuple[int, bool, int], int, GpuConfig] | None = None
             for layout in mixes[m][1]:
                 for g in sorted(candidates.intersection(free)) + ([] if plain is None else [plain]):
@@ -154,7 +158,8 @@ class GreedyPlanner(Planner):
             chosen[g] = gpu_config
             unmet = np.maximum(unmet - inference_capacity(sim, gpu_config), 0.0)
             free.remove(g)
-            keepable.pop(g, None)
+            if keepable.pop(g, None) is not None:
+                gone[keep_row[g]] = True
         cluster = Cluster(workload.gpu, workload.gpu_count)
         for g, gpu_config in chosen.items():
             owners = {i: o if o and o.role == "inference" else None for i, o in gpu_config.items()}

@@ -13,14 +13,13 @@ that proposes something worse than doing nothing, or than the heuristic, is over
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from rlmig.checkpoints import CHECKPOINTS_DIR, shipped, shipped_for
+from rlmig.checkpoints import CHECKPOINTS_DIR, shipped_models
 from rlmig.configuration import Configuration
 from rlmig.errors import RlmigError
 from rlmig.geometry import DEFAULT_GPU_MODEL, gpu_model
@@ -34,7 +33,7 @@ DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "a100-80gb"
 
 class RlPlanner(Planner):
     """A trained policy (a checkpoint folder; by default the shipped checkpoint for the workload's GPU
-    model, `rlmig.checkpoints.shipped_for`), guarded.
+    model, `rlmig.checkpoints.shipped_models`), guarded.
 
     `guard_with` names the heuristics whose plans the guard weighs against the policy's proposal and
     the configuration in place (none: only those two); `guard=False` runs the policy alone. A workload
@@ -111,7 +110,7 @@ class RlPlanner(Planner):
         """Without a checkpoint given, load the shipped one for the workload's GPU model (when one ships)."""
         if not self._by_gpu_model or workload.gpu.name == self.spec.gpu.name:
             return
-        folder = shipped_for(workload.gpu.name)
+        folder = shipped_models().get(workload.gpu.name)
         if folder is not None:
             self.policy, _, self.spec = load_checkpoint(folder)
             self.codec = DecisionCodec(self.spec)
@@ -121,7 +120,7 @@ class RlPlanner(Planner):
         self._select(workload)
         why = self.spec.sized(len(workload.tenants)).fits(workload)
         if why is not None and self._fallback is None and self._by_gpu_model:
-            models = ", ".join(json.loads((f / "card.json").read_text())["gpu_model"] for f in shipped())
+            models = ", ".join(shipped_models())
             raise RlmigError(
                 f"no shipped policy for {workload.gpu.name} (shipped: {models}); train one and pass "
                 "--checkpoint, or ask for a fallback planner (e.g. --fallback parva)"
