@@ -7,7 +7,7 @@ fixed (`rlmig.planners.ilp.FixedChoices`) only when they depart from its last pl
 Usage::
 
     env = MigReconfigEnv(workload)
-    expert = Expert(env, IlpPlanner())
+    expert = Expert(env, IlpPlanner(mig_off=False))
     env.reset(seed=0)
     label = expert.action()
 """
@@ -26,7 +26,11 @@ class Expert:
 
     def __init__(self, env: MigReconfigEnv, planner: IlpPlanner | None = None) -> None:
         self.env = env
-        self.planner = planner or IlpPlanner()
+        self.planner = planner or IlpPlanner(mig_off=False)
+        if self.planner.mig_off:
+            raise ValueError(
+                "the expert's ILP must plan MIG layouts only (mig_off=False): no action turns MIG off"
+            )
         # The myopic variant plans exactly as far as the forecast goes; the window-aware default plans
         # past it, the forecast's last row repeated (as a forecaster's own long-range forecast does).
         steps = self.planner.steps

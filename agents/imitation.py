@@ -129,7 +129,7 @@ class Labelling:
 
 def _label_episode(job: tuple[Labelling, int]) -> tuple[Demonstrations, float]:
     labelling, seed = job
-    planner = IlpPlanner(gap=labelling.expert_gap, time_limit=labelling.expert_time_limit)
+    planner = IlpPlanner(gap=labelling.expert_gap, time_limit=labelling.expert_time_limit, mig_off=False)
     env = MigReconfigEnv(sampler=labelling.sampler, gpu=labelling.gpu, forecast_horizon=planner.horizon)
     policy = labelling.policy
     return rollout(

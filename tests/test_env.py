@@ -110,7 +110,7 @@ def test_return_is_the_goodput_ratio_times_the_intervals():
 def test_expert_episode_reaches_the_ilp_planners_goodput():
     workload = load_workload(SCENARIOS / "spike-shift.yaml")
     env = MigReconfigEnv(workload)
-    expert = Expert(env, IlpPlanner(horizon=1, time_limit=None))  # no test rests on the clock
+    expert = Expert(env, IlpPlanner(horizon=1, time_limit=None, mig_off=False))  # no test rests on the clock
     env.reset(seed=0)
     while True:
         _, _, terminated, _, _ = env.step(expert.action())

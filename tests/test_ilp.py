@@ -13,7 +13,15 @@ import pytest
 from rlmig.configuration import Configuration, GpuConfig, Owner
 from rlmig.errors import RlmigError
 from rlmig.planners import ClusterState, make_planner, run_planner
-from rlmig.planners.ilp import BURST, FixedChoices, IlpPlanner, PlanStep, plan_steps, rate_scenarios
+from rlmig.planners.ilp import (
+    BURST,
+    FixedChoices,
+    IlpPlanner,
+    PlanStep,
+    layout_mixes,
+    plan_steps,
+    rate_scenarios,
+)
 from rlmig.simulator import Simulator
 from rlmig.workload import load_workload, parse_workload
 
@@ -45,7 +53,7 @@ def small_workload(gpu="A30-24GB", gpus=1, samples=3000.0, rate_a=300.0, rate_b=
 
 def every_configuration(sim: Simulator):
     """Every configuration of one GPU: any layout (empty included), any owner per instance, at most one
-    retraining instance per tenant."""
+    retraining instance per tenant; or MIG disabled, one tenant on the whole GPU."""
     gpu = sim.gpu
     options = [None] + [
         Owner(t.name, role)
@@ -58,6 +66,8 @@ def every_configuration(sim: Simulator):
             retrainers = [o.tenant for o in owners if o is not None and o.role == "retraining"]
             if len(retrainers) == len(set(retrainers)):
                 yield Configuration(gpu, (GpuConfig(layout, owners),))
+    for tenant in sim.workload.tenants:
+        yield Configuration(gpu, (GpuConfig.whole(gpu, [tenant.name]),))
 
 
 def state_at(sim, k, tenants, current, rates):
@@ -387,3 +397,37 @@ def test_the_time_limit_defaults_by_mode_and_is_checked():
     for bad in (-1.0, float("nan")):
         with pytest.raises(RlmigError, match="time limit must be a number of seconds"):
             IlpPlanner(time_limit=bad)
+
+
+def test_a_tenant_beyond_its_mig_capacity_gets_whole_gpus_with_mig_off():
+    # One tenant loaded past what 7g instances carry: MIG disabled gives it the GPU's every SM.
+    workload = parse_workload(
+        {
+            "gpu": "A100-80GB",
+            "gpus": 2,
+            "interval_s": 60,
+            "duration_s": 600,
+            "downtime_s": 5,
+            "tenants": [{"name": "v", "model": "resnet50", "slo_ms": 100, "load": 1.0}],
+        }
+    )
+    sim = Simulator(workload)
+    whole = sim.time_shared_capacity(0, 1)
+    mig = max(float(np.dot(mix, sim.serve_rate[0])) for mix in layout_mixes(sim.gpu))  # best MIG layout
+    assert whole > mig > 0
+    rates = np.array([2 * whole - 0.1 * (whole - mig)])  # more than one whole GPU and one MIG one carry
+    state = sim.initial_state()
+    exact = IlpPlanner(horizon=1, gap=0.0, time_limit=None, burst=None)
+    decision = exact.plan(state_at(sim, 0, state, None, rates))
+    assert all(not g.mig_enabled and g.time_shared == ("v",) for g in decision.configuration.gpus)
+    outcome, _ = sim.step(0, state.copy(), sim.encode(decision.configuration), None, rates)
+    assert decision.objective == pytest.approx(float(outcome.goodput.sum()), rel=1e-6)
+    # MIG disabled is kept as it is (no change, no downtime) while it serves best ...
+    again = exact.plan(state_at(sim, 1, state, decision.configuration, rates))
+    assert again.configuration == decision.configuration
+    # ... MIG comes back when the load falls to what instances carry beside another use ...
+    light = exact.plan(state_at(sim, 1, state, decision.configuration, rates / 10))
+    assert all(g.mig_enabled for g in light.configuration.gpus)
+    # ... and mig_off=False (the policy's expert, a node that may not change modes) keeps MIG on.
+    mig_only = IlpPlanner(horizon=1, gap=0.0, time_limit=None, burst=None, mig_off=False)
+    assert all(g.mig_enabled for g in mig_only.plan(state_at(sim, 0, state, None, rates)).configuration.gpus)

@@ -125,7 +125,7 @@ def test_agent_reconfigures_on_the_shift_and_matches_the_simulator(tmp_path, cap
     offline_planner = (
         RlPlanner(policy=tiny_policy())
         if planner == "rl"
-        else make_planner("ilp-myopic", gap=0.0, time_limit=None)
+        else make_planner("ilp-myopic", gap=0.0, time_limit=None, mig_off=False)  # no --allow-mode-change
     )
     offline = run_planner(workload, offline_planner)
     assert offline.result.configurations == configs
@@ -208,3 +208,28 @@ def test_exposition_is_prometheus_clients_with_units_in_the_names(tmp_path):
     )
     ours = parse_prometheus_text(metrics.render())["rlmig_agent_errors_total"].samples
     assert ours[0].labels == {"kind": 'we"ird\\kind\n'}
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_the_ilp_turns_mig_off_only_on_a_node_that_may_change_modes(tmp_path, capsys, allowed):
+    # One tenant loaded past what MIG layouts carry: the ILP would run its GPUs whole, with MIG off.
+    doc = {
+        "name": "heavy",
+        "gpu": "A100-80GB",
+        "gpus": 2,
+        "interval_s": 30,
+        "duration_s": 60,
+        "downtime_s": 5,
+        "tenants": [{"name": "vision", "model": "resnet50", "slo_ms": 100, "load": 6000}],
+    }
+    path = tmp_path / "heavy.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    args = ["--workload", str(path), "--backend", "fake", "--planner", "ilp", "--once"]
+    logs = agent_logs(capsys, [*args, *(["--allow-mode-change"] if allowed else [])])
+    rounds = [e for e in logs if e["event"] == "round"]
+    pending = [e for e in logs if e["event"] == "mode_change_pending"]
+    if allowed:  # an A100 changes its MIG mode at its next reset: the agent says so
+        assert [e["gpus"] for e in pending] == [[0, 1]]
+    else:  # planned within MIG, applied at once
+        assert not pending and rounds[0]["result"] == "applied"
+        assert all(g != "(empty)" and not g.startswith("whole") for g in rounds[0]["configuration"])

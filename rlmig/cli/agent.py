@@ -177,7 +177,11 @@ def _split_config_map(value: str | None) -> tuple[str, str] | None:
 )
 @click.option("--drain-cmd", help="nvml: command draining a tenant ({gpu} {instance} {tenant} {role} ...).")
 @click.option("--start-cmd", help="nvml: command starting a tenant (same fields as --drain-cmd).")
-@click.option("--allow-mode-change", is_flag=True, help="nvml: allow MIG mode changes.")
+@click.option(
+    "--allow-mode-change",
+    is_flag=True,
+    help="nvml, fake: allow MIG mode changes; without it the ILP planners keep every GPU MIG-enabled.",
+)
 @click.option(
     "--gpu-clients",
     type=click.Choice(["leave", "pause"]),
@@ -283,7 +287,13 @@ def agent_command(
     if interval_s == 0 and rates_spec != "simulated":
         raise RlmigError("--interval 0 runs rounds back to back: only with --rates simulated")
     planner = make_planner_from_flags(
-        planner_name, time_limit, horizon, checkpoint, no_guard=no_guard, fallback=fallback
+        planner_name,
+        time_limit,
+        horizon,
+        checkpoint,
+        no_guard=no_guard,
+        fallback=fallback,
+        mode_changes=allow_mode_change or backend == "mig-parted",  # mig-manager changes modes itself
     )
     query = {"query": rate_query} if rate_query else {}
     rates = make_rate_source(rates_spec, workload, metric=rate_metric, label=rate_label, **query)

@@ -293,6 +293,7 @@ class DynamicModel:
         spread: np.ndarray | None = None,
         hint: Configuration | None = None,
         burst: Burst | None = None,
+        mig_off: bool = False,
     ) -> None:
         self.state = state
         self.sim = state.simulator
@@ -311,9 +312,27 @@ class DynamicModel:
         self.burst = burst
         self.problem = pulp.LpProblem("dynamic", pulp.LpMaximize)
         self._names = itertools.count()
-        self.profiles = range(len(self.gpu.profiles))
+        # MIG off (`mig_off`): a GPU may instead run MIG disabled, one tenant serving on the whole GPU
+        # (`Simulator.time_shared_capacity` with one sharer: all its SMs, 108 where 7g has 98 on
+        # A100s). It is the pseudo-profile `whole` = len(profiles): inference only, one per GPU.
+        n_profiles = len(self.gpu.profiles)
+        n_tenants = len(self.workload.tenants)
+        whole_rate = [self.sim.time_shared_capacity(t, 1) if mig_off else 0.0 for t in range(n_tenants)]
+        self.mig_off = mig_off and any(r > 0 for r in whole_rate)
+        self.whole = n_profiles if self.mig_off else None
+        self.serve_rate = (
+            np.column_stack([self.sim.serve_rate, whole_rate]) if self.mig_off else self.sim.serve_rate
+        )
+        self.train_rate = (
+            np.column_stack([self.sim.train_rate, np.zeros(n_tenants)])
+            if self.mig_off
+            else self.sim.train_rate
+        )
+        self.profiles = range(n_profiles + (1 if self.mig_off else 0))
         self.layout_vars: dict[int, dict[Layout, pulp.LpVariable]] = {}
-        self.keep: dict[tuple[int, Instance], tuple[_Key, pulp.LpVariable]] = {}  # current owners kept
+        self.off_vars: dict[int, pulp.LpVariable] = {}  # per GPU that may run MIG disabled: whether it does
+        # current owners kept: (GPU, instance), or (GPU, None) for a MIG-disabled GPU's one tenant
+        self.keep: dict[tuple[int, Instance | None], tuple[_Key, pulp.LpVariable]] = {}
         self.new: list[dict[_Key, pulp.LpVariable]] = []  # per step: changed instances (step 0) or all
         self.kept: list[dict[_Key, pulp.LpVariable]] = [{}]  # per step >= 1: instances unchanged since
         self.mix_vars: list[list[pulp.LpVariable]] = [[]]  # per step >= 1: GPUs per profile mix
@@ -341,15 +360,14 @@ class DynamicModel:
     def _keys(self, k: int) -> list[_Key]:
         """The (profile, tenant, role) triples that can own an instance in step k: inference where the
         tenant has a segment, retraining where its job runs (or, in step 0, where it has an instance)."""
-        sim = self.sim
         keys = []
         may_retrain = self.state.may_retrain() if k == 0 else None
         for t in range(len(self.workload.tenants)):
             running = bool(may_retrain[t]) if may_retrain is not None else self.running[t][k]
             for j in self.profiles:
-                if sim.serve_rate[t, j] > 0:
+                if self.serve_rate[t, j] > 0:
                     keys.append((j, t, INFERENCE))
-                if running and sim.train_rate[t, j] > 0:
+                if running and self.train_rate[t, j] > 0:
                     keys.append((j, t, RETRAINING))
         return keys
 
@@ -358,6 +376,8 @@ class DynamicModel:
         n_gpus, n_tenants = self.workload.gpu_count, len(self.workload.tenants)
         layouts = maximal_layouts(gpu)
         mixes = list(layout_mixes(gpu))
+        if self.whole is not None:  # a MIG-disabled GPU is one more mix: one whole-GPU "instance"
+            mixes = [(*m, 0) for m in mixes] + [(0,) * len(gpu.profiles) + (1,)]
         most = [max(m[j] for m in mixes) * n_gpus for j in self.profiles]
         self.running = [self._running(t) for t in range(n_tenants)]
         first = self.state.current is None  # the run's first configuration is in place from the start
@@ -370,7 +390,12 @@ class DynamicModel:
             choices = [self.fixed.layouts[g]] if g in self.fixed.layouts else self._distinct(g, layouts)
             y = {lay: self._var(0, 1, "Binary") for lay in choices}
             self.layout_vars[g] = y
-            self.problem += pulp.lpSum(y.values()) == 1
+            off: list[pulp.LpVariable] = []
+            if self.whole is not None and g not in self.fixed.layouts:
+                off = [self._var(0, 1, "Binary")]
+                self.off_vars[g] = off[0]
+                slots[self.whole] += off[0]
+            self.problem += pulp.lpSum([*y.values(), *off]) == 1
             for lay, var in y.items():
                 for inst in lay.instances:
                     slots[sim.profile_index[inst.profile.id]] += var
@@ -395,6 +420,14 @@ class DynamicModel:
                 if (g, inst) in self.fixed.owners:
                     self.problem += var == 1
                 self.keep[g, inst] = (key, var)
+            for g, gpu_config in enumerate(self.state.current.gpus):
+                # a MIG-disabled GPU of one tenant is kept (unchanged) when the GPU stays MIG-disabled
+                if g in self.off_vars and len(gpu_config.time_shared) == 1:
+                    key = (self.whole, sim.tenant_index[gpu_config.time_shared[0]], INFERENCE)
+                    if key in keys0:
+                        var = self._var(0, 1, "Binary")
+                        self.problem += var <= self.off_vars[g]
+                        self.keep[g, None] = (key, var)
         idle = [0] * len(self.profiles)
         for (g, inst), owner in self.fixed.owners.items():
             hosting = [v for lay, v in self.layout_vars[g].items() if inst in lay.instances]
@@ -476,16 +509,25 @@ class DynamicModel:
         # Inference capacity counts a little for itself (spare capacity serves load beyond any case the
         # model weighs: 1e-5 of a request per request/s-second), owned retraining instances a little
         # against (a job's instance is worth only its progress).
+        # A MIG-disabled GPU counts here as its full-GPU instance would (what it serves beyond counts
+        # in the goodput, the burst case included), and each costs a little (a mode change resets the
+        # GPU): only goodput turns MIG off.
+        full = sim.profile_index[sim.full_profile.id]
         capacity = pulp.lpSum(
-            self.seconds[k] * float(sim.serve_rate[key[1], key[0]]) * e
+            self.seconds[k] * float(self.serve_rate[key[1], full if key[0] == self.whole else key[0]]) * e
             for k, step in enumerate(self.owned)
             for key, e in step.items()
             if key[2] == INFERENCE
         )
+        mig_off = pulp.lpSum(self.off_vars.values())
         retraining = pulp.lpSum(e for step in self.owned for key, e in step.items() if key[2] == RETRAINING)
         self.goodput_expr = pulp.lpSum(self.goodput.values())
         self.problem += (
-            self.goodput_expr - 1e-6 * arrivals * changes + 1e-5 * capacity - 1e-8 * arrivals * retraining
+            self.goodput_expr
+            - 1e-6 * arrivals * changes
+            + 1e-5 * capacity
+            - 1e-8 * arrivals * retraining
+            - 1e-7 * arrivals * mig_off
         )
 
     # -- per-tenant terms -------------------------------------------------------------------------
@@ -552,7 +594,9 @@ class DynamicModel:
         for k in range(K):
             self.goodput[t, k] = goodput[k]
         capacity = [
-            pulp.lpSum(sim.serve_rate[t, j] * e for j, e in self._per_profile(k, t, INFERENCE, first).items())
+            pulp.lpSum(
+                self.serve_rate[t, j] * e for j, e in self._per_profile(k, t, INFERENCE, first).items()
+            )
             for k in range(K)
         ]
         if not sim.has_retraining[t]:
@@ -597,7 +641,7 @@ class DynamicModel:
                 # instances of each profile the job runs on (0/1), and the samples it gains: the
                 # seconds each works (a changed one loses the downtime) times its training rate
                 on = {j: self.owned[k][j, t, RETRAINING] for j in jobs}
-                work += pulp.lpSum(float(sim.train_rate[t, j]) * seconds * e for j, e in jobs.items())
+                work += pulp.lpSum(float(self.train_rate[t, j]) * seconds * e for j, e in jobs.items())
                 done = self._var(0, 1, "Binary")
                 self.binaries.append(done)
                 self.problem += done >= done_prev
@@ -609,7 +653,7 @@ class DynamicModel:
                 # completes, binding only in the step where it completes.
                 completes = done - done_prev
                 for j, on_j in on.items():
-                    rate = float(sim.train_rate[t, j])
+                    rate = float(self.train_rate[t, j])
                     slack = (rate * seconds + remaining) * (1 - on_j) + remaining * (1 - completes)
                     self.problem += rate * e <= work - remaining + slack
                 post = seconds * done_prev + e
@@ -651,11 +695,21 @@ class DynamicModel:
         layouts = maximal_layouts(self.gpu)
         values: dict[pulp.LpVariable, float] = {}
         chosen: dict[int, Layout] = {}
+        off: dict[int, str] = {}  # GPUs that stay MIG-disabled, with their one tenant
         for g, y in self.layout_vars.items():
+            shared = config.gpus[g].time_shared if config is not None else ()
+            if (
+                g in self.off_vars
+                and len(shared) == 1
+                and (self.whole, sim.tenant_index[shared[0]], INFERENCE) in (self.new[0])
+            ):
+                off[g] = shared[0]
             existing = config.gpus[g].layout.instances if config is not None else ()
             chosen[g] = self.fixed.layouts.get(g) or _containing_layout(list(y), existing)
             for lay, var in y.items():
-                values[var] = 1.0 if lay == chosen[g] else 0.0
+                values[var] = 1.0 if lay == chosen[g] and g not in off else 0.0
+            if g in self.off_vars:
+                values[self.off_vars[g]] = 1.0 if g in off else 0.0
         counts = dict.fromkeys(self.new[0], 0)
         counts.update(self.reserved)
         retraining = {key[1] for key, c in self.reserved.items() if c and key[2] == RETRAINING}
@@ -663,10 +717,21 @@ class DynamicModel:
             values[var] = 1.0 if (g, inst) in self.fixed.owners else 0.0
             if (g, inst) in self.fixed.owners and key[2] == RETRAINING:
                 retraining.add(key[1])
+        for g, name in off.items():
+            kept = self.keep.get((g, None))
+            if kept is not None and kept[0][1] == sim.tenant_index[name]:
+                values[kept[1]] = 1.0
+            else:
+                counts[self.whole, sim.tenant_index[name], INFERENCE] += 1
         if config is not None:
             for placed in config.placed():
                 g, inst, owner = placed.gpu, placed.instance, placed.owner
-                if owner is None or (g, inst) in self.fixed.owners or inst not in chosen[g].instances:
+                if (
+                    owner is None
+                    or (g, inst) in self.fixed.owners
+                    or g in off
+                    or inst not in chosen[g].instances
+                ):
                     continue
                 key = (sim.profile_index[inst.profile.id], sim.tenant_index[owner.tenant], _role(owner))
                 if key[2] == RETRAINING and key[1] in retraining:
@@ -683,9 +748,12 @@ class DynamicModel:
         for key, var in self.new[0].items():
             values[var] = float(counts[key])
         mixes = list(layout_mixes(self.gpu))
-        held = [0] * len(mixes)
-        for lay in chosen.values():
-            held[mixes.index(mix_of(_containing_layout(layouts, lay.instances)))] += 1
+        held = [0] * (len(mixes) + (1 if self.whole is not None else 0))
+        for g, lay in chosen.items():
+            if g in off:
+                held[-1] += 1
+            else:
+                held[mixes.index(mix_of(_containing_layout(layouts, lay.instances)))] += 1
         owned0 = {key: float(c) for key, c in counts.items()}
         for key, var in self.keep.values():
             owned0[key] = owned0.get(key, 0.0) + values[var]
@@ -699,8 +767,32 @@ class DynamicModel:
     # -- reading the solution -------------------------------------------------------------------
 
     def chosen_layout(self, g: int) -> Layout:
-        """The (maximal, or fixed) layout the solution chose for GPU `g` in the decided interval."""
+        """The (maximal, or fixed) layout the solution chose for GPU `g` in the decided interval (the
+        empty layout where it runs MIG disabled, `whole_owners`)."""
+        if g in self.off_vars and _value(self.off_vars[g]) > 0.5:
+            return self.gpu.empty_layout()
         return max(self.layout_vars[g].items(), key=lambda kv: _value(kv[1]))[0]
+
+    def whole_owners(self) -> dict[int, str | None]:
+        """The GPUs the solution runs MIG disabled, each with its tenant (None: left idle): kept ones
+        where they are, then the changed whole-GPU counts in GPU order."""
+        off = [g for g, var in self.off_vars.items() if _value(var) > 0.5]
+        owners: dict[int, str | None] = dict.fromkeys(off)
+        names = self.workload.tenant_names
+        for g in off:
+            kept = self.keep.get((g, None))
+            if kept is not None and _value(kept[1]) > 0.5:
+                owners[g] = names[kept[0][1]]
+        left = [
+            key[1]
+            for key, var in self.new[0].items()
+            if key[0] == self.whole
+            for _ in range(round(_value(var)))
+        ]
+        for g in off:
+            if owners[g] is None and left:
+                owners[g] = names[left.pop(0)]
+        return owners
 
     def owner_of(self) -> dict[tuple[int, Instance], Owner]:
         """The owner the solution gives each owned instance of the decided interval: kept owners and
@@ -715,7 +807,7 @@ class DynamicModel:
         )
         hint = {(p.gpu, p.instance): p.owner for p in self.hint.placed()} if self.hint is not None else {}
         for (g, inst), (_key, var) in self.keep.items():
-            if _value(var) > 0.5:
+            if inst is not None and _value(var) > 0.5:
                 owner = current[g, inst]
                 assert owner is not None
                 owners[g, inst] = owner
@@ -752,8 +844,12 @@ class DynamicModel:
         (the configuration in place), so no instance is created for nothing; a fixed layout is kept
         whole."""
         owners = self.owner_of()
+        whole = self.whole_owners()
         gpus: list[GpuConfig] = []
         for g in range(self.workload.gpu_count):
+            if g in whole:
+                gpus.append(GpuConfig.whole(self.gpu, [whole[g]] if whole[g] is not None else []))
+                continue
             chosen = self.chosen_layout(g)
             mine = {inst: owners[g, inst] for inst in chosen.instances if (g, inst) in owners}
             if g in self.fixed.layouts:
@@ -791,6 +887,11 @@ class IlpPlanner(Planner):
     pays off only after several intervals is valued. `horizon` = k gives the myopic variant: k
     one-interval steps (k = 1: the next interval alone). `foresight=True` plans on the true future.
 
+    In dynamic mode a GPU may run MIG disabled, one tenant on the whole GPU (all its SMs: more than
+    the 7g instance), where that serves best; applying it is a MIG mode change, which a node makes only
+    when allowed to (`rlmig apply/agent --allow-mode-change`). `mig_off=False` plans MIG layouts only
+    (the node agent's default without that flag, and the policy's expert: its actions are layouts).
+
     The decision's objective is the solver's: the predicted goodput over the planned steps (requests,
     on the forecast), not the simulated goodput of the run."""
 
@@ -809,6 +910,7 @@ class IlpPlanner(Planner):
         gap: float | None = DYNAMIC_GAP,
         max_span: int = 30,
         burst: Burst | None = BURST,
+        mig_off: bool = True,
     ) -> None:
         if horizon is not None and horizon < 1:
             raise RlmigError(f"the ILP horizon must be at least 1, got {horizon}")
@@ -818,6 +920,7 @@ class IlpPlanner(Planner):
         self.max_span = max_span
         self.horizon = horizon if horizon is not None else max_span  # forecast intervals wanted
         self.foresight = foresight
+        self.mig_off = mig_off
         self.burst = None if foresight else burst
         if burst is not None and not (0.0 <= burst[0] < 1.0 and burst[1] >= 1.0):
             raise RlmigError(f"the ILP's burst must be (probability in [0, 1), factor >= 1), got {burst}")
@@ -875,7 +978,7 @@ class IlpPlanner(Planner):
         spread = None if self.foresight else rate_scenarios(state.history)
         first = state.current if state.current is not None else heuristic_start(state)
         steps = plan_steps(state, self.steps, self.max_span)
-        model = DynamicModel(state, steps, fixed, spread, first, self.burst)
+        model = DynamicModel(state, steps, fixed, spread, first, self.burst, self.mig_off)
         begin = model.start(first)
         budget = self.limit("dynamic")  # the whole decision's: what building the model took is spent
         # 15% of the budget is kept for reading the solution back (about 0.1 s at 8 GPUs x 8 tenants)
@@ -946,5 +1049,6 @@ class IlpForesightPlanner(IlpPlanner):
         horizon: int | None = None,
         time_limit: float | Literal["auto"] | None = "auto",
         gap: float | None = DYNAMIC_GAP,
+        mig_off: bool = True,
     ) -> None:
-        super().__init__(horizon=horizon, foresight=True, time_limit=time_limit, gap=gap)
+        super().__init__(horizon=horizon, foresight=True, time_limit=time_limit, gap=gap, mig_off=mig_off)
