@@ -898,8 +898,8 @@ class IlpPlanner(Planner):
     name = "ilp"
     objective = (
         "expected goodput of the next interval and of the rest of each retraining window (later "
-        "intervals aggregated) over the forecast, its recent errors and a 2x burst, optimal within 0.1% "
-        "or 2 s"
+        "intervals aggregated) over the forecast, its recent errors and a 2x burst, each GPU MIG-partitioned "
+        "or MIG off, optimal within 0.1% or 2 s"
     )
 
     def __init__(
