@@ -23,7 +23,7 @@ from rlmig.planners.ilp import (
     rate_scenarios,
 )
 from rlmig.simulator import Simulator
-from rlmig.workload import load_workload, parse_workload
+from rlmig.workload import Workload, load_workload, parse_workload
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "eval" / "scenarios"
 
@@ -431,3 +431,48 @@ def test_a_tenant_beyond_its_mig_capacity_gets_whole_gpus_with_mig_off():
     # ... and mig_off=False (the policy's expert, a node that may not change modes) keeps MIG on.
     mig_only = IlpPlanner(horizon=1, gap=0.0, time_limit=None, burst=None, mig_off=False)
     assert all(g.mig_enabled for g in mig_only.plan(state_at(sim, 0, state, None, rates)).configuration.gpus)
+
+
+def test_the_serve_ilp_turns_mig_off_only_where_it_saves_a_gpu():
+    def workload_of(load: float) -> Workload:
+        return parse_workload(
+            {
+                "gpu": "A100-80GB",
+                "gpus": 4,
+                "mode": "serve",
+                "interval_s": 60,
+                "duration_s": 60,
+                "tenants": [{"name": "v", "model": "resnet50", "slo_ms": 100, "load": load}],
+            }
+        )
+
+    def serve(load: float, mig_off: bool) -> Configuration:
+        run = run_planner(workload_of(load), IlpPlanner(time_limit=None, mig_off=mig_off))
+        assert run.decisions[0].optimal
+        return run.decisions[0].configuration
+
+    sim = Simulator(workload_of(1.0))
+    whole = sim.time_shared_capacity(0, 1)
+    mig = max(float(np.dot(mix, sim.serve_rate[0])) for mix in layout_mixes(sim.gpu))  # best MIG GPU
+    assert whole > mig
+    heavy = 2 * whole - 0.1 * (whole - mig)  # two whole GPUs carry it, two MIG ones do not
+    off = serve(heavy, mig_off=True)
+    assert [g.time_shared for g in off.gpus if g.used] == [("v",), ("v",)]
+    assert not any(g.mig_enabled and g.used for g in off.gpus)
+    assert sum(g.used for g in serve(heavy, mig_off=False).gpus) == 3
+    # Where MIG carries the load on as many GPUs, every GPU stays MIG-enabled.
+    assert all(g.mig_enabled for g in serve(1.5 * mig, mig_off=True).gpus)
+
+
+def test_the_fewest_slices_carrying_a_rate_match_enumeration():
+    from rlmig.planners.ilp import _fewest_slices
+
+    units = [(1, 10.0), (2, 25.0), (3, 33.0), (7, 120.0)]
+    for rate in [0.0, 5.0, 10.0, 10.5, 24.0, 26.0, 50.0, 58.0, 119.0, 121.0, 250.0]:
+        best = min(
+            sum(c * k for (c, _), k in zip(units, counts, strict=True))
+            for counts in itertools.product(range(26), range(11), range(9), range(4))
+            if sum(r * k for (_, r), k in zip(units, counts, strict=True)) >= rate
+        )
+        assert _fewest_slices(units, rate, 100) == best
+    assert _fewest_slices(units, 1e6, 100) is None  # beyond what 100 slices carry

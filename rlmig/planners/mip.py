@@ -93,10 +93,14 @@ else:  # pragma: no cover - highspy is a dependency; CBC (shipped with PuLP) ser
     _StartedHiGHS = None
 
 
-def _solver(time_limit: float | None, gap: float | None, threads: int | None, warm: bool) -> pulp.LpSolver:
+def _solver(
+    time_limit: float | None, gap: float | None, threads: int | None, warm: bool, abs_gap: float | None = None
+) -> pulp.LpSolver:
     if _StartedHiGHS is not None:
-        return _StartedHiGHS(msg=False, timeLimit=time_limit, gapRel=gap, threads=threads)
-    return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=gap, threads=threads, warmStart=warm)
+        return _StartedHiGHS(msg=False, timeLimit=time_limit, gapRel=gap, gapAbs=abs_gap, threads=threads)
+    return pulp.PULP_CBC_CMD(
+        msg=False, timeLimit=time_limit, gapRel=gap, gapAbs=abs_gap, threads=threads, warmStart=warm
+    )
 
 
 def solve(
@@ -106,8 +110,10 @@ def solve(
     gap: float | None = None,
     threads: int | None = 1,
     start: Mapping[pulp.LpVariable, float] | None = None,
+    abs_gap: float | None = None,
 ) -> SolveResult:
-    """Solve `problem` in place (read the variables' values afterwards), silently.
+    """Solve `problem` in place (read the variables' values afterwards), silently. The solve stops
+    as optimal within the relative `gap` or the absolute `abs_gap` (objective units) of the bound.
 
     `start` assigns every integer variable (continuous ones may be left out) a value of a feasible
     solution; the solver begins from it, so a binding time limit still returns a solution. Raises
@@ -116,7 +122,7 @@ def solve(
         var.varValue = None
     for var, value in (start or {}).items():
         var.setInitialValue(value)
-    solver = _solver(time_limit, gap, threads, warm=bool(start))
+    solver = _solver(time_limit, gap, threads, warm=bool(start), abs_gap=abs_gap)
     with quiet_stdout():
         problem.solve(solver)
     if problem.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
