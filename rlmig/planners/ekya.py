@@ -3,6 +3,7 @@ window start."""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 import numpy as np
@@ -115,8 +116,10 @@ class _Thief:
         self.after = sim.accuracy_after
         self.rate = np.maximum(state.forecast[0], 0.0)
         cols = [sim.profile_index[inst.profile.id] for _, inst in base]
+        self.col = np.array(cols, dtype=np.int64)
         self.cap_tab = sim.serve_rate[:, cols]  # (tenants, instances)
         self.train_tab = sim.train_rate[:, cols]
+        self.serve_rate, self.train_rate = sim.serve_rate, sim.train_rate  # (tenants, profiles)
         count = len(base)
         self.has_inference = self.rate > 0
         self.has_job = active & (self.remaining > 0)
@@ -146,14 +149,16 @@ class _Thief:
         self.cap = np.zeros(n)
         self.train = np.zeros(n)
         self.holder = np.full(n, -1, dtype=np.int64)  # the instance retraining each tenant
-        # what every steal would gain (before what the giver loses), per instance and receiving job, and
-        # the tie term: kept between steals, recomputed only for the tenants and instances that moved
-        self._gain: np.ndarray | None = None
-        self._undo: np.ndarray | None = None
-        self._moved_tenants: set[int] = set()
-        self._moved: set[int] = set()
+        # Instances alike in (profile, job, running owner) are alike in every steal: each steal looks
+        # at one of each kind, the lowest-numbered (so it picks what looking at every instance would)
+        self._kinds: dict[tuple[int, int, int], list[int]] = {}
+        for i in range(count):
+            self._kinds.setdefault(self._kind(i), []).append(i)
         for i, j in enumerate(self.job_of.tolist()):
             self._move(i, -1, j)
+
+    def _kind(self, i: int) -> tuple[int, int, int]:
+        return int(self.col[i]), int(self.job_of[i]), int(self.running[i])
 
     def _move(self, i: int, a: int, b: int) -> None:
         n = self.n
@@ -165,42 +170,20 @@ class _Thief:
             self.cap[b] += self.cap_tab[b, i]
         elif b >= n:
             self.train[b - n], self.holder[b - n] = self.train_tab[b - n, i], i
+        members = self._kinds[self._kind(i)]
+        members.remove(i)
+        if not members:
+            del self._kinds[self._kind(i)]
         self.job_of[i] = b
-        self._moved.add(i)
-        self._moved_tenants.update(j % n for j in (a, b) if j >= 0)
+        bisect.insort(self._kinds.setdefault(self._kind(i), []), i)
 
     def _gains(self, now: np.ndarray) -> np.ndarray:
-        """Per instance (rows) and receiving job (columns: inference of each tenant, then retraining), the
-        estimate's change for that job if it received the instance; only the columns of tenants whose
-        capacity or training changed since the last call are computed again (each column depends on its
-        tenant's state alone, so the entries are those of computing every column)."""
-        n = self.n
-        if self._gain is None:
-            tenants = np.arange(n)
-            gain_inf = self.value(tenants[None, :], self.cap[None, :] + self.cap_tab.T, self.train[None, :])
-            gain_ret = self.value(tenants[None, :], self.cap[None, :], self.train_tab.T)
-            self._gain = np.concatenate([gain_inf, gain_ret], axis=1) - np.concatenate([now, now])[None, :]
-        else:
-            for t in sorted(self._moved_tenants):
-                self._gain[:, t] = self.value(t, self.cap[t] + self.cap_tab[t], self.train[t]) - now[t]
-                self._gain[:, n + t] = self.value(t, self.cap[t], self.train_tab[t]) - now[t]
-        self._moved_tenants.clear()
-        return self._gain
-
-    def _undo_terms(self) -> np.ndarray:
-        """Per instance and job: 1 where the move would undo a change from the running configuration's
-        owner, -1 where it would make one (rows recomputed only for the instances that moved)."""
-        a, running = self.job_of, self.running
-        jobs = np.arange(2 * self.n)
-        if self._undo is None:
-            self._undo = (a != running)[:, None].astype(float) - (jobs[None, :] != running[:, None])
-        else:
-            rows = np.array(sorted(self._moved), dtype=np.int64)
-            self._undo[rows] = (a[rows] != running[rows])[:, None].astype(float) - (
-                jobs[None, :] != running[rows, None]
-            )
-        self._moved.clear()
-        return self._undo
+        """Per profile (rows) and receiving job (columns: inference of each tenant, then retraining), the
+        estimate's change for that job if it received an instance of that profile."""
+        tenants = np.arange(self.n)
+        gain_inf = self.value(tenants[None, :], self.cap[None, :] + self.serve_rate.T, self.train[None, :])
+        gain_ret = self.value(tenants[None, :], self.cap[None, :], self.train_rate.T)
+        return np.concatenate([gain_inf, gain_ret], axis=1) - np.concatenate([now, now])[None, :]
 
     def value(self, t: np.ndarray | int, cap: np.ndarray | float, train: np.ndarray | float) -> np.ndarray:
         """Estimated accuracy-weighted goodput rate of tenant(s) t with this capacity and training rate."""
@@ -215,39 +198,45 @@ class _Thief:
 
     def steal(self) -> bool:
         """Make the best improving steal or exchange; False when none improves the estimate."""
-        n, count = self.n, len(self.job_of)
-        if count == 0:  # a layout without instances: nothing to steal
+        n = self.n
+        if len(self.job_of) == 0:  # a layout without instances: nothing to steal
             return False
         tenants = np.arange(n)
         now = self.value(tenants, self.cap, self.train)
-        a = self.job_of
+        index = np.array(sorted(members[0] for members in self._kinds.values()), dtype=np.int64)
+        a = self.job_of[index]
+        running = self.running[index]
         owned = a >= 0
         ta = np.where(owned, a % n, 0)
         inference = owned & (a < n)
-        index = np.arange(count)
+        rows = np.arange(len(index))
         # what the giving job loses
         kept_cap = self.cap[ta] - np.where(inference, self.cap_tab[ta, index], 0.0)
         kept_train = np.where(inference, self.train[ta], 0.0)
         lose = np.where(owned, self.value(ta, kept_cap, kept_train) - now[ta], -np.inf)
         # what each receiving job gains: inference (instances x tenants), then retraining
-        delta = self._gains(now) + lose[:, None]
+        delta = self._gains(now)[self.col[index]] + lose[:, None]
         # a job moving between the inference and the retraining of one tenant: both at once
-        own = index[owned]
+        own = rows[owned]
         t = ta[owned]
+        own_index = index[owned]
         delta[own, np.where(inference[owned], n + t, t)] = (
             np.where(
                 inference[owned],
-                self.value(t, self.cap[t] - self.cap_tab[t, own], self.train_tab[t, own]),
-                self.value(t, self.cap[t] + self.cap_tab[t, own], 0.0),
+                self.value(t, self.cap[t] - self.cap_tab[t, own_index], self.train_tab[t, own_index]),
+                self.value(t, self.cap[t] + self.cap_tab[t, own_index], 0.0),
             )
             - now[t]
         )
-        delta += self.tie * self._undo_terms()
+        # per instance and job: 1 where the move would undo a change from the running owner, -1 where
+        # it would make one
+        jobs = np.arange(2 * n)
+        delta += self.tie * ((a != running)[:, None].astype(float) - (jobs[None, :] != running[:, None]))
         valid = np.concatenate([self.has_inference, self.has_job & (self.holder < 0)])
         delta[:, ~valid] = -np.inf
         delta[own, a[owned]] = -np.inf  # not to the job it is with
-        i, b = np.unravel_index(int(np.argmax(delta)), delta.shape)
-        best = (float(delta[i, b]), [(int(i), int(b))])
+        r, b = np.unravel_index(int(np.argmax(delta)), delta.shape)
+        best = (float(delta[r, b]), [(int(index[r]), int(b))])
         # exchanges: retraining job n + u gives its instance h to job a[i] and takes instance i (every
         # retraining job u at once: rows are jobs, columns instances)
         u = np.flatnonzero(self.holder >= 0)
@@ -270,13 +259,14 @@ class _Thief:
                 )
                 - now[ta],
             )
-            undo_i = (a != self.running).astype(float) - (n + uc != self.running)
+            undo_i = (a != running).astype(float) - (n + uc != running)
             undo_h = (n + uc != self.running[h]).astype(float) - (a != self.running[h])
             change = np.where(other, change + self.tie * (undo_i + undo_h), -np.inf)
             top = change.argmax(axis=1)
-            for row, (job, i) in enumerate(zip(u.tolist(), top.tolist(), strict=True)):
-                if change[row, i] > best[0]:
-                    best = (float(change[row, i]), [(i, n + job), (int(h[row, 0]), int(a[i]))])
+            for row, (job, c) in enumerate(zip(u.tolist(), top.tolist(), strict=True)):
+                if change[row, c] > best[0]:
+                    i = int(index[c])
+                    best = (float(change[row, c]), [(i, n + job), (int(h[row, 0]), int(self.job_of[i]))])
         if not best[0] > self.tie / 2:
             return False
         moves = [(i, int(self.job_of[i]), b) for i, b in best[1]]
