@@ -152,8 +152,8 @@ def serve_table(evaluation: Evaluation, seed: int = 0) -> TableData:
         "bound for any configuration that carries the load in rlmig's model. Slice bound: the weaker "
         "compute-slice / memory-slot bound. ParvaGPU (paper): GPUs ParvaGPU reports (SC24). "
         "* = the plan leaves load unserved (SLO attainment in brackets). (optimal): the planner proved its "
-        "plan optimal (the serve ILP: fewest GPUs among MIG configurations and MIG-off whole GPUs in "
-        "rlmig's model). Bold: fewest GPUs among the plans that carry the whole load. failed: the planner "
-        "stopped with an error (see the failures)."
+        "plan optimal (the serve ILP: fewest GPUs among MIG configurations in rlmig's model). Bold: fewest "
+        "GPUs among the plans that carry the whole load. failed: the planner stopped with an error (see the "
+        "failures)."
     ]
     return TableData("serve mode: GPUs used", columns, rows, right=set(columns[1:]), notes=notes, bold=bold)

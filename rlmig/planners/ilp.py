@@ -5,9 +5,10 @@ its SLO) is a pattern formulation in the manner of Gilmore & Gomory's cutting st
 an integer count of GPUs per profile mix (the mixes of the GPU model's maximal layouts, placements
 included, so only mixes that really fit are counted) and an integer count of instances of each profile
 per tenant, each serving with the tenant's best SLO-feasible segment (MPS included). GPUs are
-interchangeable, so the aggregate is exact; load no configuration can carry is reported as unmet. A
-GPU may also run MIG disabled for one tenant (`mig_off`). Two families of valid cuts, per tenant the
-fewest compute slices and the fewest memory slots of any integer set of instances carrying its rate
+interchangeable, so the aggregate is exact; load no configuration can carry is reported as unmet.
+Serve plans use MIG instances only, whose segments are measured rows where the catalog has them (a
+whole GPU with MIG off has no measurement). Two families of valid cuts, per tenant the fewest compute
+slices and the fewest memory slots of any integer set of instances carrying its rate
 (`_fewest_slices`), close most of the LP's looseness, and the solve stops once the bound proves the
 GPU count (an absolute gap below one GPU): 176 to 198 tenants are proven in about 2 s
 (`benchmarks/serve_scale.py`).
@@ -123,10 +124,6 @@ def _containing_layout(layouts: list[Layout], instances: tuple[Instance, ...]) -
     return max(layouts, key=lambda lay: len(wanted.intersection(lay.instances)))
 
 
-TIE_BREAK = 0.1
-"""The serve ILP's preference for MIG among plans of as many GPUs, as a share of one GPU in all."""
-
-
 def _fewest_slices(units: list[tuple[int, float]], rate: float, most: int) -> int | None:
     """The fewest slices of any multiset of `units` ((slices, req/s) each, any number of each) whose
     req/s sum to at least `rate` (None beyond `most` slices): an unbounded knapsack by dynamic
@@ -148,13 +145,11 @@ def plan_serve(
     time_limit: float | None = None,
     gap: float = 0.0,
     start: Configuration | None = None,
-    mig_off: bool = False,
 ) -> tuple[Configuration, SolveResult, float]:
     """The fewest GPUs (at most the workload's) carrying `rates` (req/s per tenant), load that cannot
     be carried left unmet. `start` (a heuristic's plan) is the solver's first incumbent, so a binding
-    time limit returns at least as good a plan. With `mig_off` a GPU may also run MIG disabled, one
-    tenant on the whole GPU (preferred to MIG only where it saves a GPU). Returns the configuration,
-    how the solve ended, and the GPUs used."""
+    time limit returns at least as good a plan. Returns the configuration, how the solve ended, and
+    the GPUs used."""
     workload = simulator.workload
     gpu = workload.gpu
     budget = workload.gpu_count
@@ -164,17 +159,11 @@ def plan_serve(
     tenants = range(len(workload.tenants))
     cap = simulator.serve_rate
     pairs = [(j, t) for j in range(len(profiles)) for t in tenants if cap[t, j] > 0 and rates[t] > 0]
-    whole = {t: simulator.time_shared_capacity(t, 1) for t in tenants if mig_off and rates[t] > 0}
-    whole = {t: c for t, c in whole.items() if c > 0}
 
     def model(unmet_bound: float | None) -> tuple[pulp.LpProblem, dict, dict, dict]:
         problem = pulp.LpProblem("serve", pulp.LpMinimize)
         n = {m: problem.add_variable(f"n_{i}", 0, budget, cat="Integer") for i, m in enumerate(mixes)}
         z = {(j, t): problem.add_variable(f"z_{j}_{t}", 0, None, cat="Integer") for j, t in pairs}
-        # GPUs with MIG disabled, one tenant each: "instances" of a pseudo-profile len(profiles)
-        z.update(
-            {(len(profiles), t): problem.add_variable(f"w_{t}", 0, budget, cat="Integer") for t in whole}
-        )
         u = {t: problem.add_variable(f"u_{t}", 0, float(rates[t])) for t in tenants}
         for j in range(len(profiles)):
             assigned = [z[j, t] for t in tenants if (j, t) in z]
@@ -182,33 +171,25 @@ def plan_serve(
                 problem += pulp.lpSum(assigned) <= pulp.lpSum(m[j] * n[m] for m in mixes if m[j])
         for t in tenants:
             served = pulp.lpSum(cap[t, j] * z[j, t] for j in range(len(profiles)) if (j, t) in z)
-            if t in whole:
-                served += whole[t] * z[len(profiles), t]
             problem += served + u[t] >= float(rates[t])
-        off = pulp.lpSum(z[len(profiles), t] for t in whole)
-        problem += pulp.lpSum(n.values()) + off <= budget
+        problem += pulp.lpSum(n.values()) <= budget
         if unmet_bound is not None and unmet_bound <= 1e-9:
             # Every tenant served in full: its instances hold at least the fewest compute slices (and
             # memory slots) of any integer set of instances carrying its rate: valid cuts, which close
             # most of the LP's looseness (fractional instances)
             for t in tenants:
-                keys = [(j, t) for j in range(len(profiles)) if (j, t) in z]
-                keys += [(len(profiles), t)] if t in whole else []
-                rate_of = [float(cap[t, j]) if j < len(profiles) else whole[t] for j, _ in keys]
+                mine = [j for j in range(len(profiles)) if (j, t) in z]
                 for size, full in ((lambda p: p.compute, gpu.compute_slices), (lambda p: p.slots, gpu.slots)):
-                    sizes = [size(profiles[j]) if j < len(profiles) else full for j, _ in keys]
-                    least = _fewest_slices(
-                        list(zip(sizes, rate_of, strict=True)), float(rates[t]) * (1 - 2e-6), full * budget
-                    )
+                    units = [(size(profiles[j]), float(cap[t, j])) for j in mine]
+                    least = _fewest_slices(units, float(rates[t]) * (1 - 2e-6), full * budget)
                     if least:
-                        problem += pulp.lpSum(c * z[k] for c, k in zip(sizes, keys, strict=True)) >= least
+                        problem += pulp.lpSum(size(profiles[j]) * z[j, t] for j in mine) >= least
         shortfall = pulp.lpSum(u[t] * (1.0 / float(rates[t])) for t in tenants if rates[t] > 0)
         if unmet_bound is None:
             problem += shortfall
         else:
             problem += shortfall <= unmet_bound + 1e-6
-            # fewest GPUs; among as few, the fewest with MIG off (worth TIE_BREAK of a GPU in all)
-            problem += pulp.lpSum(n.values()) + off + off * (TIE_BREAK / (budget + 1))
+            problem += pulp.lpSum(n.values())
         return problem, n, z, u
 
     def start_of(config: Configuration, n: dict, z: dict) -> dict[pulp.LpVariable, float]:
@@ -217,11 +198,6 @@ def plan_serve(
         mix_count = dict.fromkeys(n, 0)
         owned = dict.fromkeys(z, 0)
         for g in config.gpus:
-            if not g.mig_enabled and len(g.time_shared) == 1:
-                key = (len(profiles), simulator.tenant_index[g.time_shared[0]])
-                if key in owned:
-                    owned[key] += 1
-                    continue
             if not (g.mig_enabled and g.used):
                 continue
             layout = _containing_layout(layouts, g.layout.instances)
@@ -245,9 +221,8 @@ def plan_serve(
     problem, n, z, _u = model(least_unmet)
     second_start = {n[m]: round(_value(n1[m])) for m in mixes}
     second_start.update({z[k]: round(_value(z1[k])) for k in z})
-    # GPUs are whole: a bound within (1 - TIE_BREAK) of the plan proves its GPU count, so the solve
-    # stops there (the tie-break among as few GPUs is then not proven, only the fewest GPUs are)
-    result = solve(problem, time_limit=time_limit, gap=gap, start=second_start, abs_gap=1 - TIE_BREAK - 1e-6)
+    # GPUs are whole: a bound within one GPU of the plan proves its count, so the solve stops there
+    result = solve(problem, time_limit=time_limit, gap=gap, start=second_start, abs_gap=1 - 1e-6)
     result = SolveResult(
         result.optimal and first_result.optimal,
         None if result.gap is None or first_result.gap is None else max(result.gap, first_result.gap),
@@ -256,8 +231,6 @@ def plan_serve(
     counts = {m: round(_value(var)) for m, var in n.items()}
     left = {(j, t): round(_value(var)) for (j, t), var in z.items()}
     gpus: list[GpuConfig] = []
-    for t in whole:
-        gpus.extend(GpuConfig.whole(gpu, [workload.tenants[t].name]) for _ in range(left[len(profiles), t]))
     for mix, count in counts.items():
         for _ in range(count):
             layout = mixes[mix]
@@ -948,9 +921,11 @@ class IlpPlanner(Planner):
     one-interval steps (k = 1: the next interval alone). `foresight=True` plans on the true future.
 
     In dynamic mode a GPU may run MIG disabled, one tenant on the whole GPU (all its SMs: more than
-    the 7g instance), where that serves best; applying it is a MIG mode change, which a node makes only
-    when allowed to (`rlmig apply/agent --allow-mode-change`). `mig_off=False` plans MIG layouts only
-    (the node agent's default without that flag, and the policy's expert: its actions are layouts).
+    the 7g instance, in the simulator's model of it, as for the as-is baseline), where that serves
+    best; applying it is a MIG mode change, which a node makes only when allowed to (`rlmig
+    apply/agent --allow-mode-change`). `mig_off=False` plans MIG layouts only (the node agent's
+    default without that flag, and the policy's expert: its actions are layouts). Serve plans are
+    MIG layouts always (see the module docstring).
 
     The decision's objective is the solver's: the predicted goodput over the planned steps (requests,
     on the forecast), not the simulated goodput of the run."""
@@ -1027,7 +1002,6 @@ class IlpPlanner(Planner):
                 time_limit=self.limit("serve"),
                 gap=0.0,
                 start=heuristic_start(state),
-                mig_off=self.mig_off,
             )
             return Decision(config, result.optimal, gpus, time.perf_counter() - start, gap=result.gap)
         return self.expert_choices(state, fixed).decision
