@@ -468,3 +468,41 @@ def test_the_fewest_slices_carrying_a_rate_match_enumeration():
         )
         assert _fewest_slices(units, rate, 100) == best
     assert _fewest_slices(units, 1e6, 100) is None  # beyond what 100 slices carry
+
+
+def test_a_node_that_may_not_change_modes_gets_no_mig_off_from_any_planner_it_runs():
+    from rlmig.cli.common import make_planner_from_flags
+
+    for name in ("ilp", "ilp-myopic", "ilp-foresight"):
+        assert make_planner_from_flags(name, None, None).mig_off
+        planner = make_planner_from_flags(name, None, None, mode_changes=False)
+        assert not planner.mig_off and "MIG off" not in planner.objective
+    # the rl planner's fallback (and guard) too: the policy itself never turns MIG off
+    rl = make_planner_from_flags("rl", None, None, fallback="ilp", mode_changes=False)
+    assert not rl._fallback.mig_off
+    assert make_planner_from_flags("rl", None, None, fallback="ilp")._fallback.mig_off
+
+
+def test_the_policy_expert_refuses_an_ilp_that_may_turn_mig_off():
+    from rlmig.agents.expert import Expert
+    from rlmig.envs.mig_reconfig import MigReconfigEnv
+
+    env = MigReconfigEnv(small_workload())
+    with pytest.raises(ValueError, match="MIG layouts only"):
+        Expert(env, IlpPlanner(horizon=1))
+    assert not Expert(env, IlpPlanner(horizon=1, mig_off=False)).planner.mig_off
+
+
+def test_fixed_owners_on_a_gpu_running_mig_off_start_from_a_feasible_layout():
+    # DAgger-style fixed owner on a GPU the configuration in place runs MIG-off: the start must put a
+    # layout there (no time to search: the start is the answer).
+    workload = small_workload(gpu="A100-80GB", gpus=2)
+    sim = Simulator(workload)
+    gpu = sim.gpu
+    current = Configuration(gpu, (GpuConfig.whole(gpu, ["a"]), GpuConfig(gpu.empty_layout(), ())))
+    inst = gpu.layout(["7g.80gb@0"]).instances[0]
+    fixed = FixedChoices(owners={(0, inst): Owner("b")})
+    state = state_at(sim, 1, sim.initial_state(), current, workload.rates[1])
+    decision = IlpPlanner(horizon=1, time_limit=0.0).expert(state, fixed)
+    assert decision.configuration.gpus[0].mig_enabled
+    assert dict(decision.configuration.gpus[0].items())[inst] == Owner("b")

@@ -128,7 +128,8 @@ def make_planner_from_flags(
     mode_changes: bool | None = None,
 ) -> Planner:
     """The planner the command-line flags ask for (a flag left out keeps the planner's default).
-    `mode_changes` False (a node that may not change MIG modes) keeps the ILP planners' GPUs MIG-enabled."""
+    `mode_changes` False (a node that may not change MIG modes): the planner, and the rl planner's guard
+    and fallback, choose no MIG-off GPU (`Planner.forbid_mig_off`)."""
     from rlmig.planners import make_planner
 
     rl_flags = {"--checkpoint": checkpoint, "--no-guard": no_guard, "--fallback": fallback}
@@ -144,6 +145,8 @@ def make_planner_from_flags(
         "checkpoint": checkpoint,
         "fallback": fallback,
         "guard": False if no_guard else None,
-        "mig_off": False if mode_changes is False and name.startswith("ilp") else None,
     }
-    return make_planner(name, **{k: v for k, v in given.items() if v is not None})
+    planner = make_planner(name, **{k: v for k, v in given.items() if v is not None})
+    if mode_changes is False:
+        planner.forbid_mig_off()
+    return planner

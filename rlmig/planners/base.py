@@ -64,6 +64,10 @@ class Planner(ABC):
     def reset(self, workload: Workload) -> None:  # noqa: B027 - optional hook
         """Called before a run; planners with per-run state clear it here."""
 
+    def forbid_mig_off(self) -> None:  # noqa: B027 - optional hook
+        """Plan no GPU with MIG disabled where the planner would choose it (a node that may not change
+        MIG modes). Planners that never choose it have nothing to do; as-is is MIG-off by definition."""
+
     @abstractmethod
     def plan(self, state: ClusterState) -> Decision:
         """The configuration to run during ``state.interval``."""

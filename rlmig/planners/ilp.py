@@ -733,8 +733,9 @@ class DynamicModel:
             shared = config.gpus[g].time_shared if config is not None else ()
             if (
                 g in self.off_vars
+                and not any(gg == g for gg, _ in self.fixed.owners)  # fixed owners need a layout
                 and len(shared) == 1
-                and (self.whole, sim.tenant_index[shared[0]], INFERENCE) in (self.new[0])
+                and (self.whole, sim.tenant_index[shared[0]], INFERENCE) in self.new[0]
             ):
                 off[g] = shared[0]
             existing = config.gpus[g].layout.instances if config is not None else ()
@@ -880,7 +881,10 @@ class DynamicModel:
         whole = self.whole_owners()
         gpus: list[GpuConfig] = []
         for g in range(self.workload.gpu_count):
-            if g in whole:
+            in_place = self.state.current.gpus[g] if self.state.current is not None else None
+            if g in whole and (whole[g] is not None or (in_place is not None and not in_place.mig_enabled)):
+                # (a MIG-off GPU left idle stays as it is, or comes up MIG-enabled: no mode change for
+                # nothing)
                 gpus.append(GpuConfig.whole(self.gpu, [whole[g]] if whole[g] is not None else []))
                 continue
             chosen = self.chosen_layout(g)
@@ -972,6 +976,13 @@ class IlpPlanner(Planner):
             )
         if foresight:
             self.name = "ilp-foresight"
+        if not mig_off:
+            self.forbid_mig_off()
+
+    def forbid_mig_off(self) -> None:
+        """Plan MIG layouts only (`mig_off=False`)."""
+        self.mig_off = False
+        self.objective = self.objective.replace(", each GPU MIG-partitioned or MIG off", "")
 
     def limit(self, mode: str) -> float | None:
         """The time limit in `mode`: the one given, else `SERVE_TIME_LIMIT` or `DYNAMIC_TIME_LIMIT`. In

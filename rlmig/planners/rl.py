@@ -84,6 +84,11 @@ class RlPlanner(Planner):
                 f"over the next {guard_horizon} intervals (serve mode: as good with fewer GPUs)"
             )
 
+    def forbid_mig_off(self) -> None:
+        """Its guard's and fallback's planners plan no GPU with MIG disabled (the policy never does)."""
+        for planner in [*self._guards, *([self._fallback] if self._fallback else [])]:
+            planner.forbid_mig_off()
+
     def reset(self, workload: Workload) -> None:
         """Reset the guard's and the fallback's planners; a workload the policy cannot decide, with no
         fallback, is an error here, before any decision."""
