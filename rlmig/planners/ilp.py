@@ -124,6 +124,10 @@ def _containing_layout(layouts: list[Layout], instances: tuple[Instance, ...]) -
     return max(layouts, key=lambda lay: len(wanted.intersection(lay.instances)))
 
 
+_UNMET_TOLERANCE = 1e-6
+"""How much more unmet load (relative to the rates) the serve ILP's second stage allows than the first's."""
+
+
 def _fewest_slices(units: list[tuple[int, float]], rate: float, most: int) -> int | None:
     """The fewest slices of any multiset of `units` ((slices, req/s) each, any number of each) whose
     req/s sum to at least `rate` (None beyond `most` slices): an unbounded knapsack by dynamic
@@ -181,14 +185,15 @@ def plan_serve(
                 mine = [j for j in range(len(profiles)) if (j, t) in z]
                 for size, full in ((lambda p: p.compute, gpu.compute_slices), (lambda p: p.slots, gpu.slots)):
                     units = [(size(profiles[j]), float(cap[t, j])) for j in mine]
-                    least = _fewest_slices(units, float(rates[t]) * (1 - 2e-6), full * budget)
+                    # (a tenant may fall short by the stage's tolerance: the cut asks for a little less)
+                    least = _fewest_slices(units, float(rates[t]) * (1 - 2 * _UNMET_TOLERANCE), full * budget)
                     if least:
                         problem += pulp.lpSum(size(profiles[j]) * z[j, t] for j in mine) >= least
         shortfall = pulp.lpSum(u[t] * (1.0 / float(rates[t])) for t in tenants if rates[t] > 0)
         if unmet_bound is None:
             problem += shortfall
         else:
-            problem += shortfall <= unmet_bound + 1e-6
+            problem += shortfall <= unmet_bound + _UNMET_TOLERANCE
             problem += pulp.lpSum(n.values())
         return problem, n, z, u
 
