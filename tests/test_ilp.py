@@ -506,3 +506,28 @@ def test_fixed_owners_on_a_gpu_running_mig_off_start_from_a_feasible_layout():
     decision = IlpPlanner(horizon=1, time_limit=0.0).expert(state, fixed)
     assert decision.configuration.gpus[0].mig_enabled
     assert dict(decision.configuration.gpus[0].items())[inst] == Owner("b")
+
+
+def test_without_mode_changes_every_gpu_keeps_its_mig_mode():
+    workload = parse_workload(
+        {
+            "gpu": "A100-80GB",
+            "gpus": 2,
+            "interval_s": 60,
+            "duration_s": 600,
+            "downtime_s": 5,
+            "tenants": [{"name": "v", "model": "resnet50", "slo_ms": 100, "load": 100.0}],
+        }
+    )
+    sim = Simulator(workload)
+    gpu = sim.gpu
+    current = Configuration(gpu, (GpuConfig.whole(gpu, ["v"]), GpuConfig.whole(gpu, [])))
+    state = state_at(sim, 1, sim.initial_state(), current, workload.rates[1])
+    # Light load: allowed to, the ILP turns MIG back on (a mode change) ...
+    free = IlpPlanner(horizon=1, gap=0.0, time_limit=None, burst=None).plan(state).configuration
+    assert any(g.mig_enabled for g in free.gpus)
+    # ... without mode changes both GPUs stay MIG-off, the tenant where it was; its start is feasible.
+    for limit in (None, 0.0):
+        kept = IlpPlanner(horizon=1, gap=0.0, time_limit=limit, burst=None, mig_off=False).plan(state)
+        assert [g.mig_enabled for g in kept.configuration.gpus] == [False, False]
+        assert kept.configuration.gpus[0].time_shared == ("v",)

@@ -355,8 +355,16 @@ class DynamicModel:
         # A100s). It is the pseudo-profile `whole` = len(profiles): inference only, one per GPU.
         n_profiles = len(self.gpu.profiles)
         n_tenants = len(self.workload.tenants)
-        whole_rate = [self.sim.time_shared_capacity(t, 1) if mig_off else 0.0 for t in range(n_tenants)]
-        self.mig_off = mig_off and any(r > 0 for r in whole_rate)
+        # Without `mig_off` no GPU changes its MIG mode: those MIG-disabled in place stay so.
+        current = state.current
+        self.stays_off = [
+            g
+            for g in range(self.workload.gpu_count)
+            if current is not None and not current.gpus[g].mig_enabled
+        ]
+        whole_rate = [self.sim.time_shared_capacity(t, 1) for t in range(n_tenants)]
+        self.turns_off = mig_off  # whether a GPU may be turned MIG off
+        self.mig_off = (mig_off and any(r > 0 for r in whole_rate)) or bool(self.stays_off)
         self.whole = n_profiles if self.mig_off else None
         self.serve_rate = (
             np.column_stack([self.sim.serve_rate, whole_rate]) if self.mig_off else self.sim.serve_rate
@@ -429,10 +437,16 @@ class DynamicModel:
             y = {lay: self._var(0, 1, "Binary") for lay in choices}
             self.layout_vars[g] = y
             off: list[pulp.LpVariable] = []
-            if self.whole is not None and g not in self.fixed.layouts:
+            if (
+                self.whole is not None
+                and g not in self.fixed.layouts
+                and (self.turns_off or g in self.stays_off)
+            ):
                 off = [self._var(0, 1, "Binary")]
                 self.off_vars[g] = off[0]
                 slots[self.whole] += off[0]
+                if not self.turns_off:
+                    self.problem += off[0] == 1
             self.problem += pulp.lpSum([*y.values(), *off]) == 1
             for lay, var in y.items():
                 for inst in lay.instances:
@@ -508,6 +522,8 @@ class DynamicModel:
             n = [self._var(0, n_gpus) for _ in mixes]
             self.mix_vars.append(n)
             self.problem += pulp.lpSum(n) <= n_gpus
+            if self.whole is not None and not self.turns_off:  # modes stay: as many MIG-off GPUs as now
+                self.problem += n[-1] <= len(self.off_vars)
             z = {
                 key: self._var(0, 1, "Binary") if key[2] == RETRAINING else self._var(0, most[key[0]])
                 for key in self._keys(k)
@@ -557,7 +573,7 @@ class DynamicModel:
             for key, e in step.items()
             if key[2] == INFERENCE
         )
-        mig_off = pulp.lpSum(self.off_vars.values())
+        off_gpus = pulp.lpSum(self.off_vars.values())
         retraining = pulp.lpSum(e for step in self.owned for key, e in step.items() if key[2] == RETRAINING)
         self.goodput_expr = pulp.lpSum(self.goodput.values())
         self.problem += (
@@ -565,7 +581,7 @@ class DynamicModel:
             - 1e-6 * arrivals * changes
             + 1e-5 * capacity
             - 1e-8 * arrivals * retraining
-            - 1e-7 * arrivals * mig_off
+            - 1e-7 * arrivals * off_gpus
         )
 
     # -- per-tenant terms -------------------------------------------------------------------------
@@ -733,16 +749,14 @@ class DynamicModel:
         layouts = maximal_layouts(self.gpu)
         values: dict[pulp.LpVariable, float] = {}
         chosen: dict[int, Layout] = {}
-        off: dict[int, str] = {}  # GPUs that stay MIG-disabled, with their one tenant
+        off: dict[int, str | None] = {}  # GPUs that stay MIG-disabled, with their one tenant (or none)
         for g, y in self.layout_vars.items():
             shared = config.gpus[g].time_shared if config is not None else ()
-            if (
-                g in self.off_vars
-                and not any(gg == g for gg, _ in self.fixed.owners)  # fixed owners need a layout
-                and len(shared) == 1
-                and (self.whole, sim.tenant_index[shared[0]], INFERENCE) in self.new[0]
-            ):
-                off[g] = shared[0]
+            one = len(shared) == 1 and (self.whole, sim.tenant_index[shared[0]], INFERENCE) in self.new[0]
+            if g in self.off_vars and not self.turns_off:  # its mode stays MIG-off
+                off[g] = shared[0] if one else None
+            elif g in self.off_vars and one and not any(gg == g for gg, _ in self.fixed.owners):
+                off[g] = shared[0]  # (fixed owners need a layout)
             existing = config.gpus[g].layout.instances if config is not None else ()
             chosen[g] = self.fixed.layouts.get(g) or _containing_layout(list(y), existing)
             for lay, var in y.items():
@@ -757,6 +771,8 @@ class DynamicModel:
             if (g, inst) in self.fixed.owners and key[2] == RETRAINING:
                 retraining.add(key[1])
         for g, name in off.items():
+            if name is None:
+                continue
             kept = self.keep.get((g, None))
             if kept is not None and kept[0][1] == sim.tenant_index[name]:
                 values[kept[1]] = 1.0
@@ -932,7 +948,8 @@ class IlpPlanner(Planner):
     In dynamic mode a GPU may run MIG disabled, one tenant on the whole GPU (all its SMs: more than
     the 7g instance, in the simulator's model of it, as for the as-is baseline), where that serves
     best; applying it is a MIG mode change, which a node makes only when allowed to (`rlmig
-    apply/agent --allow-mode-change`). `mig_off=False` plans MIG layouts only (the node agent's
+    apply/agent --allow-mode-change`). `mig_off=False` changes no GPU's mode: MIG layouts, and GPUs
+    MIG-disabled in place stay so, one tenant each (the node agent's
     default without that flag, and the policy's expert: its actions are layouts). Serve plans are
     MIG layouts always (see the module docstring).
 
@@ -985,7 +1002,7 @@ class IlpPlanner(Planner):
             self.forbid_mig_off()
 
     def forbid_mig_off(self) -> None:
-        """Plan MIG layouts only (`mig_off=False`)."""
+        """Turn no GPU MIG off (`mig_off=False`): no GPU's MIG mode changes."""
         self.mig_off = False
         self.objective = self.objective.replace(", each GPU MIG-partitioned or MIG off", "")
 
