@@ -180,7 +180,7 @@ def _split_config_map(value: str | None) -> tuple[str, str] | None:
 @click.option(
     "--allow-mode-change",
     is_flag=True,
-    help="nvml, fake: allow MIG mode changes; without it the ILP planners keep every GPU MIG-enabled.",
+    help="nvml, fake: allow MIG mode changes; without it the planners turn no GPU MIG off (nor on).",
 )
 @click.option(
     "--gpu-clients",
