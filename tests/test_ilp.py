@@ -531,3 +531,13 @@ def test_without_mode_changes_every_gpu_keeps_its_mig_mode():
         kept = IlpPlanner(horizon=1, gap=0.0, time_limit=limit, burst=None, mig_off=False).plan(state)
         assert [g.mig_enabled for g in kept.configuration.gpus] == [False, False]
         assert kept.configuration.gpus[0].time_shared == ("v",)
+
+
+def test_as_is_on_a_node_that_may_not_change_modes_is_a_one_line_error():
+    from rlmig.cli.common import make_planner_from_flags
+
+    with pytest.raises(RlmigError, match=r"as-is runs every GPU with MIG off.*--allow-mode-change"):
+        make_planner_from_flags("as-is", None, None, mode_changes=False)
+    with pytest.raises(RlmigError, match="--allow-mode-change"):
+        make_planner_from_flags("rl", None, None, fallback="as-is", mode_changes=False)
+    assert make_planner_from_flags("as-is", None, None).name == "as-is"

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from rlmig.configuration import Configuration, GpuConfig
+from rlmig.errors import RlmigError
 from rlmig.planners.base import ClusterState, Decision, Planner
 from rlmig.planners.packing import (
     EPS,
@@ -32,6 +33,12 @@ class AsIsPlanner(Planner):
 
     name = "as-is"
     objective = "nothing: whole GPUs with MIG off, the tenants time-sharing them (the unpartitioned baseline)"
+
+    def forbid_mig_off(self) -> None:
+        """as-is is MIG off on every GPU: where no GPU may change its mode it cannot plan at all."""
+        raise RlmigError(
+            "as-is runs every GPU with MIG off: it needs --allow-mode-change (or the mig-parted backend)"
+        )
 
     def plan(self, state: ClusterState) -> Decision:
         sim, workload = state.simulator, state.workload

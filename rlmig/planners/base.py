@@ -66,7 +66,8 @@ class Planner(ABC):
 
     def forbid_mig_off(self) -> None:  # noqa: B027 - optional hook
         """Plan no GPU with MIG disabled where the planner would choose it (a node that may not change
-        MIG modes). Planners that never choose it have nothing to do; as-is is MIG-off by definition."""
+        MIG modes). Planners that never choose it have nothing to do; as-is, MIG-off by definition,
+        raises `RlmigError`."""
 
     @abstractmethod
     def plan(self, state: ClusterState) -> Decision:
