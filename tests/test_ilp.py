@@ -399,23 +399,27 @@ def test_the_time_limit_defaults_by_mode_and_is_checked():
             IlpPlanner(time_limit=bad)
 
 
-def test_a_tenant_beyond_its_mig_capacity_gets_whole_gpus_with_mig_off():
-    # One tenant loaded past what 7g instances carry: MIG disabled gives it the GPU's every SM.
-    workload = parse_workload(
-        {
-            "gpu": "A100-80GB",
-            "gpus": 2,
-            "interval_s": 60,
-            "duration_s": 600,
-            "downtime_s": 5,
-            "tenants": [{"name": "v", "model": "resnet50", "slo_ms": 100, "load": 1.0}],
-        }
+def one_tenant(load: float = 1.0, **extra):
+    """One resnet50 tenant on two A100-80GB GPUs (dynamic unless `extra` says otherwise)."""
+    spec = {"gpu": "A100-80GB", "gpus": 2, "interval_s": 60, "duration_s": 600, "downtime_s": 5, **extra}
+    return parse_workload(
+        {**spec, "tenants": [{"name": "v", "model": "resnet50", "slo_ms": 100, "load": load}]}
     )
-    sim = Simulator(workload)
+
+
+def beyond_two_mig_gpus(sim: Simulator) -> float:
+    """A rate of the one tenant that two whole GPUs with MIG off carry and no two MIG GPUs do (nor one
+    of each)."""
     whole = sim.time_shared_capacity(0, 1)
     mig = max(float(np.dot(mix, sim.serve_rate[0])) for mix in layout_mixes(sim.gpu))  # best MIG layout
     assert whole > mig > 0
-    rates = np.array([2 * whole - 0.1 * (whole - mig)])  # more than one whole GPU and one MIG one carry
+    return 2 * whole - 0.1 * (whole - mig)
+
+
+def test_a_tenant_beyond_its_mig_capacity_gets_whole_gpus_with_mig_off():
+    # One tenant loaded past what 7g instances carry: MIG disabled gives it the GPU's every SM.
+    sim = Simulator(one_tenant())
+    rates = np.array([beyond_two_mig_gpus(sim)])
     state = sim.initial_state()
     exact = IlpPlanner(horizon=1, gap=0.0, time_limit=None, burst=None)
     decision = exact.plan(state_at(sim, 0, state, None, rates))
@@ -436,20 +440,9 @@ def test_a_tenant_beyond_its_mig_capacity_gets_whole_gpus_with_mig_off():
 def test_the_serve_ilp_plans_mig_instances_only_and_proves_the_gpu_count():
     # Two whole GPUs with MIG off would carry the load; serve plans stay on MIG instances (measured
     # segments), so it takes three, proven.
-    spec = {
-        "gpu": "A100-80GB",
-        "gpus": 4,
-        "mode": "serve",
-        "interval_s": 60,
-        "duration_s": 60,
-        "tenants": [{"name": "v", "model": "resnet50", "slo_ms": 100, "load": 1.0}],
-    }
-    sim = Simulator(parse_workload(spec))
-    whole = sim.time_shared_capacity(0, 1)
-    mig = max(float(np.dot(mix, sim.serve_rate[0])) for mix in layout_mixes(sim.gpu))  # best MIG GPU
-    assert whole > mig
-    spec["tenants"][0]["load"] = 2 * whole - 0.1 * (whole - mig)
-    run = run_planner(parse_workload(spec), IlpPlanner(time_limit=None))
+    serve = {"gpus": 4, "mode": "serve", "duration_s": 60}
+    load = beyond_two_mig_gpus(Simulator(one_tenant(**serve)))
+    run = run_planner(one_tenant(load, **serve), IlpPlanner(time_limit=None))
     decision = run.decisions[0]
     assert decision.optimal and decision.objective == 3
     assert all(g.mig_enabled for g in decision.configuration.gpus)
@@ -509,16 +502,7 @@ def test_fixed_owners_on_a_gpu_running_mig_off_start_from_a_feasible_layout():
 
 
 def test_without_mode_changes_every_gpu_keeps_its_mig_mode():
-    workload = parse_workload(
-        {
-            "gpu": "A100-80GB",
-            "gpus": 2,
-            "interval_s": 60,
-            "duration_s": 600,
-            "downtime_s": 5,
-            "tenants": [{"name": "v", "model": "resnet50", "slo_ms": 100, "load": 100.0}],
-        }
-    )
+    workload = one_tenant(100.0)
     sim = Simulator(workload)
     gpu = sim.gpu
     current = Configuration(gpu, (GpuConfig.whole(gpu, ["v"]), GpuConfig.whole(gpu, [])))

@@ -170,10 +170,11 @@ class _Thief:
             self.cap[b] += self.cap_tab[b, i]
         elif b >= n:
             self.train[b - n], self.holder[b - n] = self.train_tab[b - n, i], i
-        members = self._kinds[self._kind(i)]
+        kind = self._kind(i)
+        members = self._kinds[kind]
         members.remove(i)
         if not members:
-            del self._kinds[self._kind(i)]
+            del self._kinds[kind]
         self.job_of[i] = b
         bisect.insort(self._kinds.setdefault(self._kind(i), []), i)
 

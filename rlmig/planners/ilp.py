@@ -247,9 +247,8 @@ def plan_serve(
                     left[j, tenant] -= 1
                     owners[inst] = Owner(workload.tenants[tenant].name)
             gpus.append(settle(layout, owners, gpu.empty_layout()))  # no idle instance is created
-    used = len(gpus)
     gpus.extend(GpuConfig(gpu.empty_layout(), ()) for _ in range(budget - len(gpus)))
-    return Configuration(gpu, tuple(gpus)), result, float(used)
+    return Configuration(gpu, tuple(gpus)), result, float(sum(counts.values()))
 
 
 # -- dynamic mode -------------------------------------------------------------------------------
@@ -364,17 +363,15 @@ class DynamicModel:
         ]
         whole_rate = [self.sim.time_shared_capacity(t, 1) for t in range(n_tenants)]
         self.turns_off = mig_off  # whether a GPU may be turned MIG off
-        self.mig_off = (mig_off and any(r > 0 for r in whole_rate)) or bool(self.stays_off)
-        self.whole = n_profiles if self.mig_off else None
+        has_whole = (mig_off and any(r > 0 for r in whole_rate)) or bool(self.stays_off)
+        self.whole = n_profiles if has_whole else None
         self.serve_rate = (
-            np.column_stack([self.sim.serve_rate, whole_rate]) if self.mig_off else self.sim.serve_rate
+            np.column_stack([self.sim.serve_rate, whole_rate]) if has_whole else self.sim.serve_rate
         )
         self.train_rate = (
-            np.column_stack([self.sim.train_rate, np.zeros(n_tenants)])
-            if self.mig_off
-            else self.sim.train_rate
+            np.column_stack([self.sim.train_rate, np.zeros(n_tenants)]) if has_whole else self.sim.train_rate
         )
-        self.profiles = range(n_profiles + (1 if self.mig_off else 0))
+        self.profiles = range(n_profiles + (1 if has_whole else 0))
         self.layout_vars: dict[int, dict[Layout, pulp.LpVariable]] = {}
         self.off_vars: dict[int, pulp.LpVariable] = {}  # per GPU that may run MIG disabled: whether it does
         # current owners kept: (GPU, instance), or (GPU, None) for a MIG-disabled GPU's one tenant
@@ -523,7 +520,7 @@ class DynamicModel:
             self.mix_vars.append(n)
             self.problem += pulp.lpSum(n) <= n_gpus
             if self.whole is not None and not self.turns_off:  # modes stay: as many MIG-off GPUs as now
-                self.problem += n[-1] <= len(self.off_vars)
+                self.problem += n[-1] == len(self.off_vars)
             z = {
                 key: self._var(0, 1, "Binary") if key[2] == RETRAINING else self._var(0, most[key[0]])
                 for key in self._keys(k)
@@ -949,9 +946,9 @@ class IlpPlanner(Planner):
     the 7g instance, in the simulator's model of it, as for the as-is baseline), where that serves
     best; applying it is a MIG mode change, which a node makes only when allowed to (`rlmig
     apply/agent --allow-mode-change`). `mig_off=False` changes no GPU's mode: MIG layouts, and GPUs
-    MIG-disabled in place stay so, one tenant each (the node agent's
-    default without that flag, and the policy's expert: its actions are layouts). Serve plans are
-    MIG layouts always (see the module docstring).
+    MIG-disabled in place stay so, one tenant each (the node agent's default without that flag, and
+    the policy's expert: its actions are layouts). Serve plans are MIG layouts always (see the module
+    docstring).
 
     The decision's objective is the solver's: the predicted goodput over the planned steps (requests,
     on the forecast), not the simulated goodput of the run."""
