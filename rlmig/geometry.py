@@ -60,6 +60,9 @@ class Profile:
     def __str__(self) -> str:
         return self.name
 
+    def __hash__(self) -> int:  # the NVML ID alone (equal profiles share it): cheap, as hot paths hash
+        return hash(self.id)
+
 
 @dataclass(frozen=True, slots=True)
 class Instance:
@@ -67,6 +70,9 @@ class Instance:
 
     profile: Profile
     start: int
+
+    def __hash__(self) -> int:  # (equal instances share profile ID and start)
+        return hash((self.profile.id, self.start))
 
     @property
     def end(self) -> int:

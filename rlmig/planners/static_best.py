@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 
 from rlmig.configuration import Configuration, Owner
@@ -69,17 +71,24 @@ def _fill_proportionally(cluster: Cluster, sim: Simulator, demand: np.ndarray) -
                 t = sim.tenant_index[owner.tenant]
                 capacity[t] += sim.serve_rate[t, sim.profile_index[inst.profile.id]]
     points = [size_points(sim, t) for t in range(n)]
-    while True:
-        order = sorted((capacity[t] / demand[t], t) for t in range(n) if demand[t] > 0 and points[t])
-        for _, t in order:
-            spot = next((s for p, _ in points[t].values() if (s := cluster.place(p)) is not None), None)
-            if spot is not None:
-                g, inst = spot
-                cluster.add(g, inst, Owner(sim.workload.tenants[t].name))
-                capacity[t] += sim.serve_rate[t, sim.profile_index[inst.profile.id]]
-                break
-        else:
-            return
+    # The cluster only fills: a profile that fits nowhere never will, nor a tenant none of whose fits.
+    no_room: set[int] = set()
+    heap = [(capacity[t] / demand[t], t) for t in range(n) if demand[t] > 0 and points[t]]
+    heapq.heapify(heap)
+    while heap:
+        _, t = heapq.heappop(heap)  # the least headroom (the lowest index on a tie)
+        spot = None
+        for p, _ in points[t].values():
+            if p.id not in no_room:
+                spot = cluster.place(p)
+                if spot is not None:
+                    break
+                no_room.add(p.id)
+        if spot is not None:
+            g, inst = spot
+            cluster.add(g, inst, Owner(sim.workload.tenants[t].name))
+            capacity[t] += sim.serve_rate[t, sim.profile_index[inst.profile.id]]
+            heapq.heappush(heap, (capacity[t] / demand[t], t))
 
 
 class StaticBestPlanner(Planner):
