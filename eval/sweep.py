@@ -1,4 +1,4 @@
-"""Decision latency against cluster size: each planner on clusters of 1 to 64 GPUs.
+"""Decision latency against cluster size: each planner on clusters of 1 to 1,024 GPUs.
 
 Usage::
 
@@ -29,7 +29,7 @@ from rlmig.geometry import DEFAULT_GPU_MODEL
 from rlmig.planners import run_planner
 from rlmig.workload import Workload, parse_workload
 
-DEFAULT_SIZES = (1, 2, 4, 8, 16, 32, 64)
+DEFAULT_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 MODELS = ["resnet50", "bert", "vgg16", "mobilenetv2", "densenet121", "inceptionv3", "resnet101", "vgg19"]
 
 
