@@ -1,10 +1,13 @@
 """Does the policy carry its own weight? The rl planner against its guard without the policy.
 
     python benchmarks/guard_value.py [--held-out 8] [--seed 1] [--intervals 20] [--ilp]
+        [--guard-horizon 3] [--guard-with parva]
 
 On every dynamic scenario in eval/scenarios and on `held-out` scenarios of the sampler's evaluation
 split (the sizes of the shipped policy's training config), runs:
-- rl: the shipped policy with its guard (keep the configuration, or parva, when predicted better);
+- rl: the shipped policy with its guard (keep the configuration, or parva, when predicted better over
+  the next 3 intervals; `--guard-horizon` and `--guard-with` try other guards: both guarded rows use
+  the guard given);
 - rl --no-guard: the policy alone;
 - guard only: the same guard with the policy's proposal replaced by the configuration in place (parva's
   plan in the first interval), i.e. what the guard achieves without the policy;
@@ -51,7 +54,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--intervals", type=int, default=20)
     parser.add_argument("--ilp", action="store_true", help="also the default ILP (2 s a decision)")
+    parser.add_argument("--guard-horizon", type=int, default=3, help="intervals the guard predicts")
+    parser.add_argument("--guard-with", default="parva", help="heuristics the guard weighs ('' = none)")
     args = parser.parse_args()
+    guard = {"guard_horizon": args.guard_horizon, "guard_with": [n for n in args.guard_with.split(",") if n]}
     names = ["rl", "rl --no-guard", "guard only", *HEURISTICS, *(["ilp"] if args.ilp else [])]
     scores: dict[str, list[float]] = {name: [] for name in names}
     print("scenario".ljust(34) + "".join(f"{n:>14s}" for n in names) + "  rl overrules")
@@ -60,11 +66,11 @@ def main() -> None:
         row, overrules = [], 0
         for name in names:
             if name == "rl":
-                planner = RlPlanner()
+                planner = RlPlanner(**guard)
             elif name == "rl --no-guard":
                 planner = RlPlanner(guard=False)
             elif name == "guard only":
-                planner = GuardOnly()
+                planner = GuardOnly(**guard)
             else:
                 planner = make_planner(name)
             run = run_planner(workload, planner)

@@ -15,8 +15,16 @@ import pytest
 
 from rlmig.configuration import Configuration
 from rlmig.errors import RlmigError
+from rlmig.loop import predicted_goodput
 from rlmig.planners import ClusterState, make_planner, run_planner
-from rlmig.planners.ilp import DynamicModel, FixedChoices, IlpPlanner, PlanStep, heuristic_start
+from rlmig.planners.ilp import (
+    DynamicModel,
+    FixedChoices,
+    IlpPlanner,
+    PlanStep,
+    dynamic_start,
+    plan_steps,
+)
 from rlmig.planners.mip import solve
 from rlmig.simulator import Simulator
 from rlmig.workload import load_workload, parse_workload
@@ -145,19 +153,30 @@ def _state_after(workload_name: str, intervals: int) -> ClusterState:
     )
 
 
+def _kinds(config: Configuration) -> list[list[tuple[str, str]]]:
+    """Per GPU, the profile and owner of each owned instance, sorted (where it sits aside)."""
+    return [sorted((i.profile.name, str(o)) for i, o in g.items() if o is not None) for g in config.gpus]
+
+
 def _owned(config: Configuration) -> set[tuple[int, str, str]]:
     return {(p.gpu, str(p.instance), str(p.owner)) for p in config.placed() if p.owner is not None}
 
 
 @pytest.mark.parametrize(("scenario", "at"), [("spike-shift.yaml", 7), ("azure-retrain.yaml", 4)])
-def test_a_binding_time_limit_keeps_the_current_configuration(scenario: str, at: int) -> None:
+def test_a_binding_time_limit_returns_the_best_predicted_of_current_and_heuristic_plans(
+    scenario: str, at: int
+) -> None:
     state = _state_after(scenario, at)
     stopped = {}
     for horizon in (1, 3):
         decision = IlpPlanner(horizon=horizon, time_limit=0.0).plan(state)
         assert decision.optimal is False and decision.gap is None
         stopped[horizon] = decision
-        assert _owned(decision.configuration) == _owned(state.current)
+        start = dynamic_start(state, horizon)  # its instances, maybe in other slots of the GPU
+        assert _kinds(decision.configuration) == _kinds(start)
+        plans = [state.current, *(make_planner(n).plan(state).configuration for n in ("parva", "greedy"))]
+        best = max(predicted_goodput(state, plan, horizon) for plan in plans)
+        assert predicted_goodput(state, start, horizon) == best
     proven = IlpPlanner(time_limit=None).plan(state)
     assert proven.optimal and proven.objective >= stopped[1].objective - 1e-6
 
@@ -181,7 +200,8 @@ def test_the_first_interval_starts_from_a_heuristic_plan() -> None:
     state = ClusterState(workload, sim, 0, None, sim.initial_state(), workload.rates[:0], workload.rates[:1])
     decision = IlpPlanner(time_limit=0.0).plan(state)
     assert not decision.optimal
-    assert _owned(decision.configuration) == _owned(heuristic_start(state))
+    steps = plan_steps(state, None)
+    assert _owned(decision.configuration) == _owned(dynamic_start(state, steps[-1].offset + steps[-1].length))
 
 
 @pytest.mark.parametrize("number", [1, 5, 6])

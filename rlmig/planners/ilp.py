@@ -65,6 +65,7 @@ import pulp
 from rlmig.configuration import Configuration, GpuConfig, Owner, settle
 from rlmig.errors import RlmigError
 from rlmig.geometry import GpuModel, Instance, Layout
+from rlmig.loop import predicted_goodput
 from rlmig.planners.base import ClusterState, Decision, Planner, pad_forecast
 from rlmig.planners.greedy import GreedyPlanner
 from rlmig.planners.mip import SolveResult, solve
@@ -735,12 +736,14 @@ class DynamicModel:
 
     def start(self, config: Configuration | None) -> dict[pulp.LpVariable, float]:
         """A feasible solution to start the solver from: `config` (the configuration in place, or a
-        heuristic's) within the fixed choices, held over every step, no retraining job counted as
-        complete. Every integer variable is given; the solver completes the continuous ones.
+        heuristic's: `dynamic_start`) within the fixed choices, held over every step, no retraining
+        job counted as complete. Every integer variable is given; the solver completes the continuous
+        ones.
 
         Per GPU the layout is the fixed one, else the maximal layout holding the most of `config`'s
-        instances. An instance keeps its fixed owner, else its owner in `config` where that owner has
-        a use there, at most one retraining instance per tenant."""
+        instances (among those holding the instances of its fixed owners). An instance keeps its fixed
+        owner, else its owner in `config` where that owner has a use there, at most one retraining
+        instance per tenant."""
         sim = self.sim
         self.hint = config
         layouts = maximal_layouts(self.gpu)
@@ -755,7 +758,9 @@ class DynamicModel:
             elif g in self.off_vars and one and not any(gg == g for gg, _ in self.fixed.owners):
                 off[g] = shared[0]  # (fixed owners need a layout)
             existing = config.gpus[g].layout.instances if config is not None else ()
-            chosen[g] = self.fixed.layouts.get(g) or _containing_layout(list(y), existing)
+            need = {inst for gg, inst in self.fixed.owners if gg == g}  # fixed owners' instances
+            hosts = [lay for lay in y if need <= set(lay.instances)] or list(y)
+            chosen[g] = self.fixed.layouts.get(g) or _containing_layout(hosts, existing)
             for lay, var in y.items():
                 values[var] = 1.0 if lay == chosen[g] and g not in off else 0.0
             if g in self.off_vars:
@@ -1041,9 +1046,12 @@ class IlpPlanner(Planner):
         dropped) and the owner of each of its instances: what an environment's sub-actions need."""
         start = time.perf_counter()
         spread = None if self.foresight else rate_scenarios(state.history)
-        first = state.current if state.current is not None else heuristic_start(state)
         steps = plan_steps(state, self.steps, self.max_span)
-        model = DynamicModel(state, steps, fixed, spread, first, self.burst, self.mig_off)
+        first = dynamic_start(state, steps[-1].offset + steps[-1].length)
+        # the layouts each GPU may take are told apart by what they keep of the configuration in
+        # place (the start's placement only where nothing is in place: more choices, a slower solve)
+        hint = state.current if state.current is not None else first
+        model = DynamicModel(state, steps, fixed, spread, hint, self.burst, self.mig_off)
         begin = model.start(first)
         budget = self.limit("dynamic")  # the whole decision's: what building the model took is spent
         # 15% of the budget is kept for reading the solution back (about 0.1 s at 8 GPUs x 8 tenants)
@@ -1101,6 +1109,22 @@ def heuristic_start(state: ClusterState) -> Configuration:
         heuristic.reset(state.workload)
         plans.append(heuristic.plan(state).configuration)
     return min(plans, key=score)
+
+
+def dynamic_start(state: ClusterState, horizon: int) -> Configuration:
+    """The dynamic model's start (its first incumbent, and the placement its changed owners follow): of
+    the configuration in place and the ParvaGPU and MIG-serving greedy plans for ``state``, the one the
+    simulator predicts to serve the most goodput held over the next `horizon` forecast intervals
+    (`predicted_goodput`: downtime and retraining included; a tie keeps the configuration in place).
+    A binding time limit returns a plan at least as good in the model as the start, so a strong start
+    is what the decision keeps when the solver runs out of time (at 8 GPUs x 8 tenants it mostly does)."""
+    candidates = [state.current] if state.current is not None else []
+    for heuristic in (ParvaPlanner(), GreedyPlanner()):
+        heuristic.reset(state.workload)
+        candidates.append(heuristic.plan(state).configuration)
+    horizon = max(1, min(horizon, len(state.forecast)))
+    values = [predicted_goodput(state, config, horizon) for config in candidates]
+    return candidates[int(np.argmax(values))]
 
 
 class IlpForesightPlanner(IlpPlanner):
