@@ -224,8 +224,10 @@ class _Thief:
         """When the best steal only gives an instance back to its running owner (the estimate stays),
         that steal and the others like it that it does not interact with, made in one round: in the
         order the thief would choose them (highest `delta` first, then row by row), each between
-        tenants no earlier one touches. Each then changes the estimate exactly as it would alone, so
-        each is a steal the thief makes, and the round costs one evaluation instead of one per steal."""
+        tenants no earlier one touches. Each then changes the estimate exactly as it would alone (an
+        improving steal when made; the thief still stops only where none improves), and the round
+        costs one evaluation instead of one per steal. Among give-backs of equal value the order may
+        differ from one steal at a time, and so may the configuration of equal estimate it ends in."""
         n, width = self.n, delta.shape[1]
         wanted = np.flatnonzero(((delta > self.tie / 2) & (real <= self.tie / 2)).ravel())
         touched: set[int] = set()
