@@ -160,17 +160,10 @@ class _Thief:
             return running
         offset = 0
         for layout, gpu in zip(layouts, current.gpus, strict=True):
-            if gpu.layout is layout or gpu.layout == layout:  # (in place as planned: owners align)
-                owners = dict(zip(range(offset, offset + len(gpu.owners)), gpu.owners, strict=True))
-            else:
-                where = {inst: offset + k for k, inst in enumerate(layout.instances)}
-                owners = {
-                    where[inst]: owner
-                    for inst, owner in zip(gpu.layout.instances, gpu.owners, strict=True)
-                    if inst in where
-                }
-            for i, owner in owners.items():
-                if owner is not None:
+            where = {inst: offset + k for k, inst in enumerate(layout.instances)}
+            for inst, owner in zip(gpu.layout.instances, gpu.owners, strict=True):
+                i = where.get(inst)
+                if i is not None and owner is not None:
                     t = sim.tenant_index[owner.tenant]
                     running[i] = t if owner.role == "inference" else n + t
             offset += len(layout.instances)
@@ -278,10 +271,10 @@ class _Thief:
             )
             - now[t]
         )
-        # per instance and job: 1 where the move would undo a change from the running owner, -1 where
-        # it would make one
         jobs = np.arange(2 * n)
         real = delta
+        # per instance and job: 1 where the move would undo a change from the running owner, -1 where
+        # it would make one
         undo = (a != running)[:, None].astype(float) - (jobs[None, :] != running[:, None])
         delta = real + self.tie * undo
         valid = np.concatenate([self.has_inference, self.has_job & (self.holder < 0)])

@@ -1104,11 +1104,16 @@ def heuristic_start(state: ClusterState) -> Configuration:
             short = np.where(rates > 0, np.maximum(rates - capacity, 0.0) / rates, 0.0)
         return float(short.sum()), sum(1 for g in config.gpus if g.used)
 
+    return min(_heuristic_plans(state), key=score)
+
+
+def _heuristic_plans(state: ClusterState) -> list[Configuration]:
+    """The ParvaGPU and MIG-serving greedy plans for `state`: the starts' candidates."""
     plans = []
     for heuristic in (ParvaPlanner(), GreedyPlanner()):
         heuristic.reset(state.workload)
         plans.append(heuristic.plan(state).configuration)
-    return min(plans, key=score)
+    return plans
 
 
 def dynamic_start(state: ClusterState, horizon: int) -> Configuration:
@@ -1119,9 +1124,7 @@ def dynamic_start(state: ClusterState, horizon: int) -> Configuration:
     A binding time limit returns a plan at least as good in the model as the start, so a strong start
     is what the decision keeps when the solver runs out of time (at 8 GPUs x 8 tenants it mostly does)."""
     candidates = [state.current] if state.current is not None else []
-    for heuristic in (ParvaPlanner(), GreedyPlanner()):
-        heuristic.reset(state.workload)
-        candidates.append(heuristic.plan(state).configuration)
+    candidates += _heuristic_plans(state)
     horizon = max(1, min(horizon, len(state.forecast)))
     values = [predicted_goodput(state, config, horizon) for config in candidates]
     return candidates[int(np.argmax(values))]
