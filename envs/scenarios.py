@@ -34,7 +34,9 @@ SHAPES = ("constant", "diurnal", "bursty", "step", "spike", "ramp", "azure")
 class ScenarioSampler:
     """Draws workloads for `gpu`: 1 to `max_gpus` GPUs, 1 to `max_tenants` tenants of the catalog's
     models, SLOs around each model's latency, loads of random shapes scaled so the cluster runs between
-    `utilisation` bounds of its full-GPU capacity, and retraining with probability `retraining`."""
+    `utilisation` bounds of its full-GPU capacity, and retraining with probability `retraining` on
+    windows of `window_intervals` intervals (at most half the episode, so an episode spans at least two
+    windows). `interval_s` and `intervals` may give ranges to draw each workload's from."""
 
     split: Split = "train"
     gpu: str = DEFAULT_GPU_MODEL
@@ -42,8 +44,9 @@ class ScenarioSampler:
     max_gpus: int = 8
     min_tenants: int = 1
     max_tenants: int = 8
-    interval_s: float = 60.0
-    intervals: int = 20
+    interval_s: float | tuple[float, ...] = 60.0  # one value, or the values to draw from
+    intervals: int | tuple[int, int] = 20  # one episode length, or the range to draw it from
+    window_intervals: tuple[int, int] = (4, 10)  # retraining windows, at most half the episode
     downtime_s: float = 5.0
     retraining: float = 0.5
     utilisation: tuple[float, float] = (0.3, 1.2)
@@ -61,9 +64,15 @@ class ScenarioSampler:
         """The workload as a mapping (what a YAML file would hold)."""
         models = catalog(self.gpu)
         names = sorted(self.models or models)
+        intervals, interval_s = self.intervals, self.interval_s
+        if not isinstance(intervals, int):  # drawn only when ranges are given (fixed lists stay as they were)
+            intervals = int(rng.integers(intervals[0], intervals[1] + 1))
+        if not isinstance(interval_s, int | float):
+            interval_s = float(interval_s[int(rng.integers(len(interval_s)))])
         gpus = int(rng.integers(self.min_gpus, self.max_gpus + 1))
         n_tenants = int(rng.integers(self.min_tenants, self.max_tenants + 1))
-        duration = self.interval_s * self.intervals
+        duration = interval_s * intervals
+        longest = max(self.window_intervals[0], min(self.window_intervals[1], intervals // 2))
         full = max(p.compute for p in gpu_model(self.gpu).base_profiles())
         util = rng.uniform(*self.utilisation)
         shares = rng.dirichlet(np.ones(n_tenants))
@@ -80,10 +89,10 @@ class ScenarioSampler:
                 "name": f"t{i}",
                 "model": name,
                 "slo_ms": slo,
-                "load": self._load(rng, mean, duration),
+                "load": self._load(rng, mean, duration, interval_s),
             }
             if rng.random() < self.retraining:
-                window = self.interval_s * int(rng.integers(4, 11))
+                window = interval_s * int(rng.integers(self.window_intervals[0], longest + 1))
                 train = model.train_throughput(3)
                 accuracy = float(np.round(rng.uniform(0.8, 0.95), 3))
                 tenant["retraining"] = {
@@ -96,7 +105,7 @@ class ScenarioSampler:
         return {
             "gpu": self.gpu,
             "gpus": gpus,
-            "interval_s": self.interval_s,
+            "interval_s": interval_s,
             "duration_s": duration,
             "downtime_s": self.downtime_s,
             "tenants": tenants,
@@ -105,7 +114,7 @@ class ScenarioSampler:
     def _seed(self, rng: np.random.Generator) -> int:
         return int(rng.integers(0, 2**30)) * 2 + (1 if self.split == "eval" else 0)
 
-    def _load(self, rng: np.random.Generator, mean: float, duration: float) -> Any:
+    def _load(self, rng: np.random.Generator, mean: float, duration: float, interval_s: float) -> Any:
         shape = SHAPES[int(rng.integers(len(SHAPES)))]
         if shape == "constant":
             return round(mean, 3)
@@ -154,7 +163,7 @@ class ScenarioSampler:
                 "at_s": at,
             }
         if shape == "spike":
-            peak, width = float(mean * rng.uniform(1.5, 4.0)), float(rng.uniform(1, 4) * self.interval_s)
+            peak, width = float(mean * rng.uniform(1.5, 4.0)), float(rng.uniform(1, 4) * interval_s)
             return {"synthetic": "spike", "base": mean, "peak": peak, "at_s": at, "width_s": width}
         start, end = float(mean * rng.uniform(0.2, 1.0)), float(mean * rng.uniform(1.0, 2.5))
         return {"synthetic": "ramp", "start": start, "end": end}

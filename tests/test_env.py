@@ -162,3 +162,22 @@ def test_scenario_splits_never_share_seeds_or_trace_stretches():
     assert [w.rates.tolist() for w in again] == [
         w.rates.tolist() for w in ScenarioSampler(split="eval").fixed(3, seed=5)
     ]
+
+
+def test_drawn_episodes_span_two_windows_of_drawn_intervals():
+    sampler = ScenarioSampler(intervals=(20, 40), window_intervals=(4, 20), interval_s=(30, 900))
+    specs = [sampler.spec(np.random.default_rng(s)) for s in range(40)]
+    assert {spec["interval_s"] for spec in specs} == {30, 900}
+    lengths = [round(spec["duration_s"] / spec["interval_s"]) for spec in specs]
+    assert min(lengths) >= 20 and max(lengths) <= 40 and len(set(lengths)) > 5
+    windows = []
+    for spec, length in zip(specs, lengths, strict=True):
+        for tenant in spec["tenants"]:
+            if "retraining" in tenant:
+                window = round(tenant["retraining"]["window_s"] / spec["interval_s"])
+                assert 4 <= window <= length // 2  # at least two windows per episode
+                windows.append(window)
+    assert max(windows) > 10  # longer than the default sampler's windows
+    # a fixed episode length draws exactly what it did before the ranges existed
+    default = ScenarioSampler().spec(np.random.default_rng(3))
+    assert default["interval_s"] == 60.0 and default["duration_s"] == 1200.0
