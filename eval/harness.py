@@ -151,10 +151,13 @@ TimeLimit = float | Mapping[str, float] | None
 """Seconds per decision for every planner that takes a time limit, or per planner name."""
 
 
-PLANNER_OPTIONS: dict[str, dict[str, object]] = {"rl": {"fallback": "parva"}}
-"""What the evaluation asks of a planner beyond its defaults: the learned policy gets parva as its
-fallback, so that it runs on workloads beyond its limits too; each such decision is counted (the
-fallbacks column) and the table names the fallback."""
+PLANNER_OPTIONS: dict[str, dict[str, object]] = {
+    "rl": {"fallback": "parva"},
+    "rl-unguarded": {"fallback": "parva"},
+}
+"""What the evaluation asks of a planner beyond its defaults: the learned policy (guarded or alone) gets
+parva as its fallback, so that it runs on workloads beyond its limits too; each such decision is
+counted (the fallbacks column) and the table names the fallback."""
 
 
 def build_planner(name: str, time_limit: TimeLimit = None) -> Planner:

@@ -127,6 +127,8 @@ def test_default_planners_are_registered_and_buildable() -> None:
     assert names[:7] == ["ilp", "ilp-foresight", "parva", "greedy", "static-best", "as-is", "ekya"]
     assert "static" not in names
     assert planner_names(names) == names
+    assert {"rl", "rl-unguarded"} <= set(names)  # the shipped policy, guarded and alone
+    assert build_planner("rl").guard and not build_planner("rl-unguarded").guard  # type: ignore[attr-defined]
 
 
 def test_time_limit_reaches_only_the_planners_that_take_one() -> None:

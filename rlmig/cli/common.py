@@ -134,7 +134,7 @@ def make_planner_from_flags(
 
     rl_flags = {"--checkpoint": checkpoint, "--no-guard": no_guard, "--fallback": fallback}
     for flag, value in rl_flags.items():
-        if value and name != "rl":
+        if value and name not in ("rl", "rl-unguarded"):
             raise RlmigError(f"{flag} is for the rl planner, not {name}")
     for flag, given_value in (("--horizon", horizon), ("--time-limit", time_limit)):
         if given_value is not None and not name.startswith("ilp"):

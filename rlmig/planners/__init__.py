@@ -21,8 +21,14 @@ def _rl(**options: Any) -> Planner:
     return RlPlanner(**options)
 
 
+def _rl_unguarded(**options: Any) -> Planner:
+    """The learned policy alone (``rl --no-guard``), by a name an evaluation's planner list can give."""
+    return _rl(**{**options, "guard": False})
+
+
 PLANNERS: dict[str, Callable[..., Planner]] = {
     "rl": _rl,
+    "rl-unguarded": _rl_unguarded,
     "static": StaticPlanner,
     "ilp": IlpPlanner,
     "ilp-myopic": lambda horizon=1, **options: IlpPlanner(horizon=horizon, **options),
