@@ -42,6 +42,7 @@ from rlmig.agents.export import export_checkpoint, numpy_policy
 from rlmig.agents.imitation import Demonstrations, Labelling, behaviour_cloning, label_episodes
 from rlmig.agents.ray_env import RayVecEnv
 from rlmig.agents.set_policy import SetActorCriticPolicy, set_policy_kwargs
+from rlmig.bound import hindsight_bound
 from rlmig.envs.mig_reconfig import MigReconfigEnv
 from rlmig.envs.scenarios import ScenarioSampler
 from rlmig.errors import ConfigError
@@ -308,7 +309,8 @@ def _train(cfg: TrainConfig, out: str | Path | None, export: str | Path | None, 
 def evaluate(
     policy: Any, gpu: str, workloads: list[Workload], baselines: list[str], console: Console
 ) -> dict[str, Any]:
-    """Goodput ratio of the policy (guarded and unguarded) and the baselines on each workload."""
+    """Goodput ratio of the policy (guarded and unguarded) and the baselines on each workload, and the
+    hindsight bound (`rlmig.bound`: no planner exceeds it) of each dynamic one."""
     rows = []
     for workload in workloads:
         row: dict[str, Any] = {
@@ -324,6 +326,10 @@ def evaluate(
             result = run_planner(workload, planner)
             row[label] = round(result.result.metrics.goodput_ratio, 4)
             row[f"{label}_decision_ms_p99"] = round(result.decision_ms_p99, 2)
+        if workload.mode == "dynamic":
+            bound = hindsight_bound(workload)
+            row["bound"] = round(bound.upper_bound, 4)
+            row["bound_proven"] = bound.proven
         rows.append(row)
         console.print(row)
     summary = {

@@ -45,6 +45,8 @@ def test_tiny_training_writes_a_checkpoint_and_resumes(trained):
     assert card["gpu_model"] == "A100-80GB" and card["architecture"] == "set" and card["hidden"] == 16
     assert "max_tenants" not in card and "max_gpus" not in card  # the weights fit any size
     assert card["training_config"]["name"] == "tiny" and "mean_goodput_ratio" in card["evaluation"]
+    for row in card["evaluation"]["per_scenario"]:  # the hindsight bound beside every planner
+        assert row["bound_proven"] and row["bound"] >= max(row["rl"], row["rl-unguarded"], row["ilp"]) - 1e-4
     progress = json.loads((run / "progress.json").read_text())
     assert {"demonstrations", "dagger", "ppo"} <= set(progress)
     assert (run / "tb").is_dir() and any((run / "tb").rglob("events.out.tfevents.*"))
