@@ -1,7 +1,7 @@
 """Does the policy carry its own weight? The rl planner against its guard without the policy.
 
     python benchmarks/guard_value.py [--held-out 8] [--seed 1] [--intervals 20] [--ilp]
-        [--guard-horizon 3] [--guard-with parva]
+        [--guard-horizon 3] [--guard-with parva] [--checkpoint checkpoints/a100-80gb]
 
 On every dynamic scenario in eval/scenarios and on `held-out` scenarios of the sampler's evaluation
 split (the sizes of the shipped policy's training config), runs:
@@ -13,7 +13,7 @@ split (the sizes of the shipped policy's training config), runs:
   plan in the first interval), i.e. what the guard achieves without the policy;
 - the heuristics (parva, greedy, ekya, static-best, as-is), and with `--ilp` the default ILP.
 Prints each goodput ratio per scenario and the means, and for rl the intervals where the guard
-overruled the policy.
+overruled the policy. `--checkpoint` measures another policy than the shipped one.
 """
 
 from __future__ import annotations
@@ -56,8 +56,10 @@ def main() -> None:
     parser.add_argument("--ilp", action="store_true", help="also the default ILP (2 s a decision)")
     parser.add_argument("--guard-horizon", type=int, default=3, help="intervals the guard predicts")
     parser.add_argument("--guard-with", default="parva", help="heuristics the guard weighs ('' = none)")
+    parser.add_argument("--checkpoint", default=None, help="a policy checkpoint folder (default: shipped)")
     args = parser.parse_args()
     guard = {"guard_horizon": args.guard_horizon, "guard_with": [n for n in args.guard_with.split(",") if n]}
+    guard["checkpoint"] = args.checkpoint
     names = ["rl", "rl --no-guard", "guard only", *HEURISTICS, *(["ilp"] if args.ilp else [])]
     scores: dict[str, list[float]] = {name: [] for name in names}
     print("scenario".ljust(34) + "".join(f"{n:>14s}" for n in names) + "  rl overrules")
@@ -68,7 +70,7 @@ def main() -> None:
             if name == "rl":
                 planner = RlPlanner(**guard)
             elif name == "rl --no-guard":
-                planner = RlPlanner(guard=False)
+                planner = RlPlanner(args.checkpoint, guard=False)
             elif name == "guard only":
                 planner = GuardOnly(**guard)
             else:

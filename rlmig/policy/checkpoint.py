@@ -283,15 +283,15 @@ def load_checkpoint(folder: str | Path) -> tuple[SetPolicy, dict[str, Any], Poli
     spec = checkpoint_spec(card)
     ours = policy_card(spec)
     for key, what in (
-        ("observation_version", "observation version"),
-        ("tenant_features", "tenant features"),
-        ("pair_features", "pair features"),
-        ("context_features", "context features"),
-        ("layout_actions", "layout actions"),
+        ("observation_version", "observation version differs"),
+        ("tenant_features", "tenant features differ"),
+        ("pair_features", "pair features differ"),
+        ("context_features", "context features differ"),
+        ("layout_actions", "layout actions differ"),
     ):
         if card.get(key) != ours[key]:
             differ = _first_difference(card.get(key), ours[key])
-            raise RlmigError(f"{folder}: its {what} differ from this installation's ({differ})")
+            raise RlmigError(f"{folder}: its {what} from this installation's ({differ})")
     if policy.layout_actions != spec.keep_action + 1:
         raise RlmigError(f"{folder}: the weights score {policy.layout_actions} layouts, the card names more")
     return policy, card, spec
