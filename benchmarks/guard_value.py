@@ -58,8 +58,11 @@ def main() -> None:
     parser.add_argument("--guard-with", default="parva", help="heuristics the guard weighs ('' = none)")
     parser.add_argument("--checkpoint", default=None, help="a policy checkpoint folder (default: shipped)")
     args = parser.parse_args()
-    guard = {"guard_horizon": args.guard_horizon, "guard_with": [n for n in args.guard_with.split(",") if n]}
-    guard["checkpoint"] = args.checkpoint
+    guard = {
+        "checkpoint": args.checkpoint,
+        "guard_horizon": args.guard_horizon,
+        "guard_with": [n for n in args.guard_with.split(",") if n],
+    }
     names = ["rl", "rl --no-guard", "guard only", *HEURISTICS, *(["ilp"] if args.ilp else [])]
     scores: dict[str, list[float]] = {name: [] for name in names}
     print("scenario".ljust(34) + "".join(f"{n:>14s}" for n in names) + "  rl overrules")

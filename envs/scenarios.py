@@ -35,8 +35,11 @@ class ScenarioSampler:
     """Draws workloads for `gpu`: 1 to `max_gpus` GPUs, 1 to `max_tenants` tenants of the catalog's
     models, SLOs around each model's latency, loads of random shapes scaled so the cluster runs between
     `utilisation` bounds of its full-GPU capacity, and retraining with probability `retraining` on
-    windows of `window_intervals` intervals (at most half the episode, so an episode spans at least two
-    windows). `interval_s` and `intervals` may give ranges to draw each workload's from."""
+    windows of `window_intervals` intervals, at most half the episode (so an episode spans at least two
+    windows) unless the episode is shorter than two of the shortest windows, whose windows then all have
+    the shortest length. `interval_s` and `intervals` may give ranges to draw each workload's from.
+    Episodes of 20 intervals or more with the default windows draw what they did before the ranges
+    existed; shorter ones now draw windows that end within them (4 intervals, not 4 to 10)."""
 
     split: Split = "train"
     gpu: str = DEFAULT_GPU_MODEL
@@ -46,7 +49,7 @@ class ScenarioSampler:
     max_tenants: int = 8
     interval_s: float | tuple[float, ...] = 60.0  # one value, or the values to draw from
     intervals: int | tuple[int, int] = 20  # one episode length, or the range to draw it from
-    window_intervals: tuple[int, int] = (4, 10)  # retraining windows, at most half the episode
+    window_intervals: tuple[int, int] = (4, 10)  # retraining windows (see the class docstring)
     downtime_s: float = 5.0
     retraining: float = 0.5
     utilisation: tuple[float, float] = (0.3, 1.2)
@@ -65,7 +68,7 @@ class ScenarioSampler:
         models = catalog(self.gpu)
         names = sorted(self.models or models)
         intervals, interval_s = self.intervals, self.interval_s
-        if not isinstance(intervals, int):  # drawn only when ranges are given (fixed lists stay as they were)
+        if not isinstance(intervals, int):  # drawn only when ranges are given (no draw otherwise)
             intervals = int(rng.integers(intervals[0], intervals[1] + 1))
         if not isinstance(interval_s, int | float):
             interval_s = float(interval_s[int(rng.integers(len(interval_s)))])

@@ -178,6 +178,6 @@ def test_drawn_episodes_span_two_windows_of_drawn_intervals():
                 assert 4 <= window <= length // 2  # at least two windows per episode
                 windows.append(window)
     assert max(windows) > 10  # longer than the default sampler's windows
-    # a fixed episode length draws exactly what it did before the ranges existed
+    # a fixed episode length draws nothing more: 20 intervals of 60 s, as before the ranges existed
     default = ScenarioSampler().spec(np.random.default_rng(3))
     assert default["interval_s"] == 60.0 and default["duration_s"] == 1200.0
