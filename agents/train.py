@@ -130,7 +130,7 @@ def load_config(path: str | Path) -> TrainConfig:
         values[key] = value
     try:
         ScenarioSampler(**values.get("scenarios", {}))
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: scenarios: {exc}") from None
     return TrainConfig(**values)
 

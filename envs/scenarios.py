@@ -55,6 +55,17 @@ class ScenarioSampler:
     utilisation: tuple[float, float] = (0.3, 1.2)
     models: tuple[str, ...] | None = None
 
+    def __post_init__(self) -> None:
+        """The ranges are checked here, so that a bad training config fails when it is read."""
+        intervals, interval_s = self.intervals, self.interval_s
+        for name, given in (("intervals", intervals), ("window_intervals", self.window_intervals)):
+            pair = (given, given) if isinstance(given, int) else given
+            if len(pair) != 2 or not 1 <= pair[0] <= pair[1]:
+                raise ValueError(f"{name}: {given} is not a count >= 1 nor a range [low, high] of them")
+        values = [interval_s] if isinstance(interval_s, int | float) else list(interval_s)
+        if not values or min(values) <= 0:
+            raise ValueError(f"interval_s: {interval_s} must be one or more lengths above 0 seconds")
+
     def __call__(self, rng: np.random.Generator) -> Workload:
         return parse_workload(self.spec(rng), source=f"<sampled {self.split} scenario>")
 

@@ -53,7 +53,7 @@ from rlmig.errors import ConfigError, RlmigError
 from rlmig.eval.tables import TableData, fmt, fmt_ms
 from rlmig.inputs import read_yaml
 from rlmig.parallel import fan_out, ray_session
-from rlmig.planners import PLANNERS, Planner, PlannerRun, make_planner, run_planner
+from rlmig.planners import LEARNED, PLANNERS, Planner, PlannerRun, make_planner, run_planner
 from rlmig.workload import Workload, load_workload, parse_workload
 
 DEFAULT_PLANNERS = ("ilp", "ilp-foresight", "parva", "greedy", "static-best", "as-is", "ekya")
@@ -151,10 +151,7 @@ TimeLimit = float | Mapping[str, float] | None
 """Seconds per decision for every planner that takes a time limit, or per planner name."""
 
 
-PLANNER_OPTIONS: dict[str, dict[str, object]] = {
-    "rl": {"fallback": "parva"},
-    "rl-unguarded": {"fallback": "parva"},
-}
+PLANNER_OPTIONS: dict[str, dict[str, object]] = {name: {"fallback": "parva"} for name in LEARNED}
 """What the evaluation asks of a planner beyond its defaults: the learned policy (guarded or alone) gets
 parva as its fallback, so that it runs on workloads beyond its limits too; each such decision is
 counted (the fallbacks column) and the table names the fallback."""

@@ -34,6 +34,7 @@ import numpy as np
 from matplotlib.patches import Patch, Rectangle
 
 from rlmig.configuration import Configuration
+from rlmig.planners import LEARNED
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -130,7 +131,7 @@ def ranking_plot(
     values = np.array([r.goodput_ratio for r in ranked])
     names = [r.planner for r in ranked]
     kind = {
-        name: ("ILP" if name.startswith("ilp") else "learned" if name.startswith("rl") else "heuristic")
+        name: ("ILP" if name.startswith("ilp") else "learned" if name in LEARNED else "heuristic")
         for name in names
     }
     palette = {"ILP": "#1f77b4", "learned": "#9467bd", "heuristic": "#8c8c8c"}

@@ -268,6 +268,16 @@ def test_config_errors_name_the_field(tmp_path):
     bad.write_text("scenarios: {max_gpu: 2}\n")
     with pytest.raises(ConfigError, match="scenarios: "):
         load_config(bad)
+    for scenarios, field in (
+        ("{intervals: [40, 20]}", "intervals"),
+        ("{window_intervals: [0, 5]}", "window_intervals"),
+        ("{interval_s: []}", "interval_s"),
+    ):  # a bad range is refused when the config is read, not mid-training
+        bad.write_text(f"scenarios: {scenarios}\n")
+        with pytest.raises(ConfigError, match=rf"scenarios: {field}: "):
+            load_config(bad)
+    for config in sorted(TINY.parent.glob("*.yaml")):  # the shipped configs pass
+        load_config(config)
     assert load_config(TINY).ppo.timesteps == 256
 
 

@@ -130,11 +130,11 @@ def make_planner_from_flags(
     """The planner the command-line flags ask for (a flag left out keeps the planner's default).
     `mode_changes` False (a node that may not change MIG modes): the planner, and the rl planner's guard
     and fallback, choose no MIG-off GPU (`Planner.forbid_mig_off`)."""
-    from rlmig.planners import make_planner
+    from rlmig.planners import LEARNED, make_planner
 
     rl_flags = {"--checkpoint": checkpoint, "--no-guard": no_guard, "--fallback": fallback}
     for flag, value in rl_flags.items():
-        if value and name not in ("rl", "rl-unguarded"):
+        if value and name not in LEARNED:
             raise RlmigError(f"{flag} is for the rl planner, not {name}")
     for flag, given_value in (("--horizon", horizon), ("--time-limit", time_limit)):
         if given_value is not None and not name.startswith("ilp"):

@@ -26,6 +26,9 @@ def _rl_unguarded(**options: Any) -> Planner:
     return _rl(**{**options, "guard": False})
 
 
+LEARNED: tuple[str, ...] = ("rl", "rl-unguarded")
+"""The planners that run a learned policy (they take `RlPlanner`'s options: checkpoint, fallback)."""
+
 PLANNERS: dict[str, Callable[..., Planner]] = {
     "rl": _rl,
     "rl-unguarded": _rl_unguarded,
@@ -54,6 +57,7 @@ def make_planner(name: str, **options: Any) -> Planner:
 
 
 __all__ = [
+    "LEARNED",
     "PLANNERS",
     "ClusterState",
     "Decision",
