@@ -57,6 +57,13 @@ class ClusterState:
     history: np.ndarray  # (intervals so far, tenants): observed mean rates, oldest first
     forecast: np.ndarray  # (horizon, tenants): rates of intervals interval .. interval + horizon - 1
 
+    def upcoming(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Accuracy, retraining progress, running jobs and seconds left in the window, as they will be
+        at the start of `interval` (a window starting then drifts the model and starts a fresh job)."""
+        sim, k = self.simulator, self.interval
+        start = sim.window_start(k, self.tenants)
+        return start.accuracy, start.progress, start.active & sim.has_retraining, sim.dynamics.seconds_left(k)
+
     def may_retrain(self) -> np.ndarray:
         """Per tenant, whether it may own a retraining instance in this interval: its job runs, a fresh
         window starts now, or it holds a retraining instance already (which can be kept even when its

@@ -82,3 +82,45 @@ def test_padding_rows_and_their_order_do_not_change_the_scores():
         policy.logits(small)[: exact.spec.keep_action + 1],
         atol=1e-5,
     )
+
+
+def test_finish_entries_say_how_much_of_the_job_one_instance_finishes_in_its_window():
+    workload = load_workload(SCENARIOS / "azure-retrain.yaml")
+    codec, obs = codec_at_first_interval(workload)
+    spec, sim = codec.spec, codec.sim
+    named = dict(zip(spec.feature_names(), obs.tolist(), strict=True))
+    retraining = np.flatnonzero(sim.has_retraining)
+    assert len(retraining) and not sim.has_retraining.all()
+    dyn = sim.dynamics
+    for t in range(len(workload.tenants)):
+        assert named[f"tenant{t}.retraining_running"] == float(sim.has_retraining[t])  # a window starts
+        for profile in spec.profiles:
+            rate = sim.train_rate[t, sim.profile_index[profile.id]]
+            seconds = dyn.window_intervals[t] * dyn.interval_s - dyn.downtime_s
+            want = min(rate * seconds / sim.samples[t], 2.0) if sim.has_retraining[t] else 0.0
+            assert np.isclose(named[f"tenant{t}.finish[{profile.name}]"], want, rtol=1e-5)
+    assert any(named[f"tenant{t}.finish[{spec.profiles[-1].name}]"] > 0 for t in retraining)
+    codec.choose(0)  # in the owner phase, the instance being decided: its profile's entry per tenant
+    owner_phase = dict(zip(spec.feature_names(), codec.observation().tolist(), strict=True))
+    first = spec.layouts[0].instances[0].profile.name
+    for t in range(len(workload.tenants)):
+        assert owner_phase[f"tenant{t}.instance.finish"] == named[f"tenant{t}.finish[{first}]"]
+    assert named[f"tenant{retraining[0]}.instance.finish"] == 0.0  # no instance in the layout phase
+
+
+def test_a_job_that_completed_shows_nothing_left_to_finish_until_its_next_window():
+    workload = load_workload(SCENARIOS / "azure-retrain.yaml")
+    loop = DecisionLoop(workload, forecaster="last", horizon=2, cache=False)
+    loop.observe(workload.rates[0])
+    state = loop.cluster_state(loop.placed, loop.forecast())
+    sim = state.simulator
+    t = int(np.flatnonzero(sim.has_retraining)[0])
+    done = type(state.tenants)(state.tenants.accuracy, sim.samples.copy(), np.zeros_like(state.tenants.active))
+    later = type(state)(**{**state.__dict__, "interval": 1, "tenants": done})
+    accuracy, progress, running, left = later.upcoming()
+    assert not running[t] and progress[t] == sim.samples[t]
+    assert left[t] == (sim.dynamics.window_intervals[t] - 1) * sim.dynamics.interval_s
+    codec = DecisionCodec(PolicySpec.for_gpu(workload.gpu))
+    named = dict(zip(codec.spec.feature_names(), codec.begin(later).tolist(), strict=True))
+    assert all(named[f"tenant{t}.finish[{p.name}]"] == 0.0 for p in codec.spec.profiles)
+    assert named[f"tenant{t}.retraining_progress"] == 1.0 and named[f"tenant{t}.retraining_running"] == 0.0

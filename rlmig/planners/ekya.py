@@ -12,7 +12,7 @@ from rlmig.configuration import Configuration, GpuConfig, Owner
 from rlmig.errors import RlmigError
 from rlmig.geometry import Layout
 from rlmig.planners.base import ClusterState, Decision, Planner
-from rlmig.planners.packing import upcoming, window_starts
+from rlmig.planners.packing import window_starts
 from rlmig.planners.static_best import paris_cluster
 from rlmig.workload import Workload
 
@@ -63,7 +63,7 @@ class EkyaPlanner(Planner):
                     )
                 given = [workload.gpu.layout(specs) for specs in self.layout]
                 self._layouts = given + [workload.gpu.empty_layout()] * (workload.gpu_count - len(given))
-        _, _, active, _ = upcoming(state)
+        _, _, active, _ = state.upcoming()
         current = state.current
         if current is not None and not window_starts(state):
             retraining = [
@@ -108,7 +108,7 @@ class _Thief:
         sim = state.simulator
         base = [inst for layout in layouts for inst in layout.instances]
         n = self.n = len(state.workload.tenants)
-        accuracy, progress, active, left = upcoming(state)
+        accuracy, progress, active, left = state.upcoming()
         self.accuracy, self.active, self.left = accuracy, active, left
         self.remaining = sim.samples - progress
         self.after = sim.accuracy_after

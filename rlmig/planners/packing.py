@@ -60,15 +60,6 @@ def size_points(sim: Simulator, tenant: int) -> dict[int, tuple[Profile, float]]
     return dict(sorted(points.items()))
 
 
-def upcoming(state: ClusterState) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Accuracy, retraining progress, active jobs and seconds left in the window, as they will be at the
-    start of ``state.interval`` (a window starting then drifts the model and starts a fresh job)."""
-    sim, k = state.simulator, state.interval
-    start = sim.window_start(k, state.tenants)
-    left = sim.dynamics.seconds_left(k)
-    return start.accuracy, start.progress, start.active & sim.has_retraining, left
-
-
 def window_starts(state: ClusterState) -> bool:
     """Whether any tenant's retraining window starts with ``state.interval``."""
     return bool(state.simulator.dynamics.window_starts(state.interval).any())
@@ -202,7 +193,7 @@ def add_retraining(cluster: Cluster, state: ClusterState) -> None:
     the jobs still to serve, and at least the smallest instance that finishes the job in time), the one
     it already has on a tie, else one placed to leave the most room."""
     sim, gpu = state.simulator, state.simulator.gpu
-    _, progress, active, left = upcoming(state)
+    _, progress, active, left = state.upcoming()
     remaining = sim.samples - progress
     jobs = [t for t in range(len(sim.workload.tenants)) if active[t] and remaining[t] > 0]
     jobs.sort(key=lambda t: -remaining[t] / left[t])

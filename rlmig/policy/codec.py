@@ -47,7 +47,7 @@ from rlmig.workload import Workload
 MAX_TENANTS = 8  # the tenant rows of a codec sized by default (training pads to it)
 HISTORY = 3  # past intervals of rates in the observation
 FORECAST = 2  # forecast intervals in the observation
-OBS_VERSION = 2
+OBS_VERSION = 3
 TENANT_FEATURE_NAMES = (
     "present",
     *(f"rate[-{HISTORY - i}]" for i in range(HISTORY)),
@@ -67,19 +67,23 @@ TENANT_FEATURE_NAMES = (
     "demand",
     "unmet",
 )
-"""Per tenant, what its encoding reads (then its capacity per base profile, `capacity[<profile>]`):
-rates, demand and capacities in units of the tenant's full-GPU capacity, capacities decided relative
-to its forecast. These change within an interval only for the tenants a sub-action gives capacity."""
+"""Per tenant, what its encoding reads (then its capacity per base profile, `capacity[<profile>]`, and
+how much of its retraining job one instance of that profile would finish, `finish[<profile>]`): rates,
+demand and capacities in units of the tenant's full-GPU capacity, capacities decided relative to its
+forecast; accuracy and the job as the interval starts (`ClusterState.upcoming`). These change within an
+interval only for the tenants a sub-action gives capacity."""
 PAIR_FEATURE_NAMES = (
     "gpu.inference_slots",
     "gpu.retraining_slots",
     "instance.capacity",
+    "instance.finish",
     "instance.was_inference",
     "instance.was_retraining",
 )
 """Per tenant, its relation to what is being decided, read beside its encoding when it is scored as an
 owner: its share of the decided GPU's memory slots now (per role), its capacity on the instance being
-decided (relative to its forecast) and whether it holds that instance now (per role)."""
+decided (relative to its forecast), the share of its retraining job the instance would finish in the
+window (`finish_share`) and whether it holds that instance now (per role)."""
 TENANT_FEATURES = len(TENANT_FEATURE_NAMES)
 _T = {name: i for i, name in enumerate(TENANT_FEATURE_NAMES)}
 _PAIR = {name: i for i, name in enumerate(PAIR_FEATURE_NAMES)}
@@ -141,7 +145,12 @@ class PolicySpec:
 
     def encoded_names(self) -> tuple[str, ...]:
         """The entries of a tenant row its encoding reads (the row's first ones)."""
-        return (*TENANT_FEATURE_NAMES, *(f"capacity[{p.name}]" for p in self.profiles))
+        profiles = [p.name for p in self.profiles]
+        return (
+            *TENANT_FEATURE_NAMES,
+            *(f"capacity[{p}]" for p in profiles),
+            *(f"finish[{p}]" for p in profiles),
+        )
 
     def context_names(self) -> tuple[str, ...]:
         """The name of every context entry (after the tenant rows), in order."""
@@ -190,6 +199,20 @@ def owner_action(owner: Owner | None, tenant_index: dict[str, int], max_tenants:
     return 1 + t if owner.role == "inference" else 1 + max_tenants + t
 
 
+def finish_share(
+    sim: Simulator, progress: np.ndarray, running: np.ndarray, seconds_left: np.ndarray
+) -> np.ndarray:
+    """(tenants, simulator profiles): the share of each tenant's running retraining job that one new
+    instance of each profile would finish by the end of its window (its training throughput over the
+    seconds left, less one downtime, against the samples still to train), at most 2; 0 without a job."""
+    remaining = np.maximum(sim.samples - progress, 0.0)
+    seconds = np.maximum(seconds_left - sim.dynamics.downtime_s, 0.0)
+    job = running & (remaining > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = sim.train_rate * (seconds / np.where(job, remaining, 1.0))[:, None]
+    return np.where(job[:, None], np.minimum(share, 2.0), 0.0).astype(np.float32)
+
+
 class DecisionCodec:
     """Encodes the state of an interval being decided as an observation, gives the action masks, and
     decodes sub-actions into the interval's configuration (see the module docstring)."""
@@ -229,7 +252,7 @@ class DecisionCodec:
         self.n_gpus, self.n_tenants = workload.gpu_count, len(workload.tenants)
         full = simulator.profile_index[simulator.full_profile.id]
         self.scale = np.maximum(simulator.serve_rate[:, full], 1e-6)
-        cols = [simulator.profile_index[p.id] for p in self.spec.profiles]
+        cols = self._profile_columns = [simulator.profile_index[p.id] for p in self.spec.profiles]
         self.cap_by_size = simulator.serve_rate[:, cols] / self.scale[:, None]
         self._mask = None
 
@@ -256,6 +279,8 @@ class DecisionCodec:
         self.decided_capacity = np.zeros(self.n_tenants)
         self.retraining_taken = np.zeros(self.n_tenants, bool)
         self.may_retrain = cluster.may_retrain()
+        self.upcoming = cluster.upcoming()
+        self._finish = finish_share(self.sim, *self.upcoming[1:])
         if current_encoded is not None:
             self.previous_capacity = np.bincount(
                 np.where(current_encoded.tenant >= 0, current_encoded.tenant, 0),
@@ -397,16 +422,17 @@ class DecisionCodec:
             history[HISTORY - len(past) :] = past
         demand = np.maximum(self.forecast[0], 1e-6)
         self._demand = demand
+        accuracy, progress, running, _ = self.upcoming
         columns = [
             np.ones(n),
             *(history / self.scale),
             *(self.forecast[:FORECAST] / self.scale),
             np.array([t.slo_ms for t in self.workload.tenants]) / 1000.0,
-            self.tenants.accuracy,
+            accuracy,
             sim.accuracy_after,
             sim.drift,
-            np.divide(self.tenants.progress, np.maximum(sim.samples, 1e-9)),
-            self.tenants.active.astype(float),
+            np.divide(progress, np.maximum(sim.samples, 1e-9)),
+            running.astype(float),
             sim.has_retraining.astype(float),
             sim.dynamics.window_phase(k),
             np.minimum(self.previous_capacity / demand, 5.0),
@@ -417,7 +443,9 @@ class DecisionCodec:
         ]
         tenants = np.zeros((T, spec.tenant_width), np.float32)
         tenants[:n, :TENANT_FEATURES] = np.clip(np.stack(columns, axis=1), 0.0, 10.0)
-        tenants[:n, TENANT_FEATURES : len(spec.encoded_names())] = np.minimum(self.cap_by_size, 10.0)
+        P = len(spec.profiles)
+        tenants[:n, TENANT_FEATURES : TENANT_FEATURES + P] = np.minimum(self.cap_by_size, 10.0)
+        tenants[:n, TENANT_FEATURES + P : TENANT_FEATURES + 2 * P] = self._finish[:, self._profile_columns]
         self._pair = len(spec.encoded_names())  # the first pair entry of a row
         self._tenants = tenants
         G = self.n_gpus
@@ -486,6 +514,7 @@ class DecisionCodec:
             inst = self.layout.instances[self.instance_cursor]
             j = self.sim.profile_index[inst.profile.id]
             pair[:n, _PAIR["instance.capacity"]] = np.minimum(self.sim.serve_rate[:, j] / self._demand, 5.0)
+            pair[:n, _PAIR["instance.finish"]] = self._finish[:, j]
             cursor[2 + self._profile_slot[inst.profile.id]] = 1.0
             cursor[2 + P + 1] = inst.start / spec.gpu.slots
             t, role = self._previous_owner.get(inst, (-1, 0))
