@@ -37,7 +37,8 @@ class ScenarioSampler:
     `utilisation` bounds of its full-GPU capacity, and retraining with probability `retraining` on
     windows of `window_intervals` intervals, at most half the episode (so an episode spans at least two
     windows) unless the episode is shorter than two of the shortest windows, whose windows then all have
-    the shortest length. `interval_s` and `intervals` may give ranges to draw each workload's from.
+    the shortest length. A retraining job trains `job_share` (a range) of what one 3-slice instance of
+    its model trains in a window. `interval_s` and `intervals` may give ranges to draw each workload's from.
     Episodes of 20 intervals or more with the default windows draw what they did before the ranges
     existed; shorter ones now draw windows that end within them (4 intervals, not 4 to 10)."""
 
@@ -52,6 +53,7 @@ class ScenarioSampler:
     window_intervals: tuple[int, int] = (4, 10)  # retraining windows (see the class docstring)
     downtime_s: float = 5.0
     retraining: float = 0.5
+    job_share: tuple[float, float] = (0.1, 0.6)  # a job's samples per window (see the class docstring)
     utilisation: tuple[float, float] = (0.3, 1.2)
     models: tuple[str, ...] | None = None
 
@@ -62,6 +64,8 @@ class ScenarioSampler:
             pair = (given, given) if isinstance(given, int) else given
             if len(pair) != 2 or not 1 <= pair[0] <= pair[1]:
                 raise ValueError(f"{name}: {given} is not a count >= 1 nor a range [low, high] of them")
+        if len(self.job_share) != 2 or not 0 < self.job_share[0] <= self.job_share[1]:
+            raise ValueError(f"job_share: {self.job_share} is not a range [low, high] of shares above 0")
         values = [interval_s] if isinstance(interval_s, int | float) else list(interval_s)
         if not values or min(values) <= 0:
             raise ValueError(f"interval_s: {interval_s} must be one or more lengths above 0 seconds")
@@ -111,7 +115,7 @@ class ScenarioSampler:
                 accuracy = float(np.round(rng.uniform(0.8, 0.95), 3))
                 tenant["retraining"] = {
                     "window_s": window,
-                    "samples": float(np.round(train * window * rng.uniform(0.1, 0.6))),
+                    "samples": float(np.round(train * window * rng.uniform(*self.job_share))),
                     "drift": float(np.round(rng.uniform(0.02, 0.15), 3)),
                     "accuracy": accuracy,
                 }

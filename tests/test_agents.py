@@ -272,6 +272,7 @@ def test_config_errors_name_the_field(tmp_path):
         ("{intervals: [40, 20]}", "intervals"),
         ("{window_intervals: [0, 5]}", "window_intervals"),
         ("{interval_s: []}", "interval_s"),
+        ("{job_share: [0.0, 1.0]}", "job_share"),
     ):  # a bad range is refused when the config is read, not mid-training
         bad.write_text(f"scenarios: {scenarios}\n")
         with pytest.raises(ConfigError, match=rf"scenarios: {field}: "):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import rlmig.envs
 from rlmig.agents.expert import Expert
+from rlmig.catalog import catalog
 from rlmig.envs import MigReconfigEnv
 from rlmig.envs.scenarios import ScenarioSampler
 from rlmig.planners import make_planner, run_planner
@@ -181,3 +182,21 @@ def test_drawn_episodes_span_two_windows_of_drawn_intervals():
     # a fixed episode length draws nothing more: 20 intervals of 60 s, as before the ranges existed
     default = ScenarioSampler().spec(np.random.default_rng(3))
     assert default["interval_s"] == 60.0 and default["duration_s"] == 1200.0
+
+
+def test_job_share_sizes_retraining_jobs_against_a_3_slice_instance():
+    models = catalog("A100-80GB")
+    for share in ((0.1, 0.6), (1.0, 1.5)):
+        sampler = ScenarioSampler(job_share=share, retraining=1.0)
+        for seed in range(10):
+            spec = sampler.spec(np.random.default_rng(seed))
+            for tenant in spec["tenants"]:
+                job = tenant["retraining"]
+                trained = models[tenant["model"]].train_throughput(3) * job["window_s"]
+                assert share[0] - 1e-3 <= job["samples"] / trained <= share[1] + 1e-3
+    # the default draws what it drew before the range existed
+    assert ScenarioSampler().spec(np.random.default_rng(3)) == ScenarioSampler(job_share=(0.1, 0.6)).spec(
+        np.random.default_rng(3)
+    )
+    with pytest.raises(ValueError, match=r"job_share: \(0.5, 0.2\)"):
+        ScenarioSampler(job_share=(0.5, 0.2))

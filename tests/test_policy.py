@@ -115,9 +115,11 @@ def test_a_job_that_completed_shows_nothing_left_to_finish_until_its_next_window
     state = loop.cluster_state(loop.placed, loop.forecast())
     sim = state.simulator
     t = int(np.flatnonzero(sim.has_retraining)[0])
-    done = type(state.tenants)(state.tenants.accuracy, sim.samples.copy(), np.zeros_like(state.tenants.active))
+    done = type(state.tenants)(
+        state.tenants.accuracy, sim.samples.copy(), np.zeros_like(state.tenants.active)
+    )
     later = type(state)(**{**state.__dict__, "interval": 1, "tenants": done})
-    accuracy, progress, running, left = later.upcoming()
+    _, progress, running, left = later.upcoming()
     assert not running[t] and progress[t] == sim.samples[t]
     assert left[t] == (sim.dynamics.window_intervals[t] - 1) * sim.dynamics.interval_s
     codec = DecisionCodec(PolicySpec.for_gpu(workload.gpu))
