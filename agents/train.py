@@ -9,7 +9,9 @@ Reads top to bottom, in the manner of a CleanRL script:
    are labelled in `imitation.workers` parallel processes);
 3. DAgger rounds: roll out a mixture of expert and policy, the expert labels the visited states,
    clone again on everything gathered so far;
-4. MaskablePPO fine-tuning from the imitated weights, on vectorised environments;
+4. MaskablePPO fine-tuning from the imitated weights, on vectorised environments; with
+   `ppo.select_episodes`, the weights kept are those (imitated, each PPO checkpoint, final) whose policy
+   alone scores best on validation scenarios of the training split (seeds training does not draw);
 5. evaluate against the ILP on held-out scenarios (evaluation split, never seen in training) and
    export the numpy checkpoint with its card.
 
@@ -83,6 +85,7 @@ class PpoConfig:
     gamma: float = 0.999
     gae_lambda: float = 0.95
     checkpoint_every: int = 20_000
+    select_episodes: int = 0  # validation scenarios that choose the weights kept (0: PPO's last)
 
 
 @dataclass
@@ -269,7 +272,7 @@ def _train(cfg: TrainConfig, out: str | Path | None, export: str | Path | None, 
     # 4. MaskablePPO fine-tuning from the imitated weights. -----------------------------------------
     final = run / "ppo_final.zip"
     if "ppo" not in done and ppo.timesteps > 0:
-        saved = sorted((run / "ppo").glob("ppo_*_steps.zip"), key=lambda p: int(p.stem.split("_")[1]))
+        saved = sorted((run / "ppo").glob("ppo_*_steps.zip"), key=_steps)
         start = saved[-1] if saved else imitated
         model = MaskablePPO.load(start, env=vec_env, device="cpu", tensorboard_log=str(run / "tb"))
         remaining = ppo.timesteps - (model.num_timesteps if saved else 0)
@@ -280,6 +283,31 @@ def _train(cfg: TrainConfig, out: str | Path | None, export: str | Path | None, 
         mark("ppo", timesteps=int(model.num_timesteps))
     else:
         model = MaskablePPO.load(final if final.exists() else imitated, device="cpu")
+    selection = None
+    if ppo.select_episodes > 0:
+        candidates = [imitated, *sorted((run / "ppo").glob("ppo_*_steps.zip"), key=_steps)]
+        candidates += [final] if final.exists() else []
+        validation = ScenarioSampler(split="train", gpu=cfg.gpu, **cfg.scenarios).fixed(
+            ppo.select_episodes, cfg.seed + VALIDATION_SEED
+        )
+        scores = {}
+        for path in candidates:
+            weights = numpy_policy(MaskablePPO.load(path, device="cpu").policy)
+            ratios = [
+                run_planner(
+                    w, RlPlanner(policy=weights, gpu=cfg.gpu, guard=False)
+                ).result.metrics.goodput_ratio
+                for w in validation
+            ]
+            scores[path.name] = round(float(np.mean(ratios)), 4)
+        kept = max(candidates, key=lambda path: scores[path.name])  # the first of equals: fewer PPO steps
+        model = MaskablePPO.load(kept, device="cpu")
+        selection = {
+            "validation_scenarios": len(validation),
+            "goodput_ratio_alone": scores,
+            "kept": kept.name,
+        }
+        console.print(f"kept {kept.name}: {scores}")
 
     # 5. Evaluate on held-out scenarios; export the checkpoint. -------------------------------------
     policy = numpy_policy(model.policy)
@@ -298,12 +326,20 @@ def _train(cfg: TrainConfig, out: str | Path | None, export: str | Path | None, 
             "evaluation": round(earlier + time.time() - session_start, 1),
         },
         "evaluation": evaluation,
+        **({"selection": selection} if selection else {}),
     }
     folder = Path(export or cfg.export or run / "checkpoint")
     export_checkpoint(model.policy, PolicySpec.for_gpu(gpu_model(cfg.gpu)), folder, card)
     console.print(f"checkpoint written to {folder}")
     writer.close()
     return folder
+
+
+VALIDATION_SEED = 7919  # added to the run's seed: the validation scenarios `ppo.select_episodes` draws
+
+
+def _steps(path: Path) -> int:
+    return int(path.stem.split("_")[1])
 
 
 def evaluate(

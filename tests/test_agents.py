@@ -47,6 +47,12 @@ def test_tiny_training_writes_a_checkpoint_and_resumes(trained):
     assert card["training_config"]["name"] == "tiny" and "mean_goodput_ratio" in card["evaluation"]
     for row in card["evaluation"]["per_scenario"]:  # the hindsight bound beside every planner
         assert row["bound_proven"] and row["bound"] >= max(row["rl"], row["rl-unguarded"], row["ilp"]) - 1e-4
+    selection = card["selection"]  # the weights kept: the best alone on validation scenarios
+    scores = selection["goodput_ratio_alone"]
+    assert {"imitated.zip", "ppo_128_steps.zip", "ppo_final.zip"} <= set(scores)
+    assert selection["validation_scenarios"] == 2 and scores[selection["kept"]] == max(scores.values())
+    kept = numpy_policy(MaskablePPO.load(run / selection["kept"], device="cpu").policy)
+    assert np.array_equal(kept.params["enc0.w"], policy.params["enc0.w"])
     progress = json.loads((run / "progress.json").read_text())
     assert {"demonstrations", "dagger", "ppo"} <= set(progress)
     assert (run / "tb").is_dir() and any((run / "tb").rglob("events.out.tfevents.*"))
