@@ -26,6 +26,9 @@ def main() -> None:
     parser.add_argument("--no-guard", action="store_true", help="rl: the policy alone")
     args = parser.parse_args()
     workload = cluster_workload(args.gpus, args.tenants)
+    if not 1 <= args.intervals <= workload.intervals:
+        limit = workload.intervals
+        parser.error(f"--intervals: {args.intervals} is not between 1 and the workload's {limit}")
     print(f"{workload.name}: {args.gpus} GPUs x {args.tenants} tenants, {args.intervals} intervals")
     for name in args.planners.split(","):
         options = {"guard": False} if name == "rl" and args.no_guard else {}

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from rlmig.configuration import Configuration, GpuConfig, Owner
+from rlmig.errors import RlmigError
 from rlmig.loop import DecisionLoop
 from rlmig.planners import Planner, run_planner
 from rlmig.planners.baselines import (
@@ -300,3 +301,12 @@ def test_ekya_with_a_layout_that_serves_nobody_does_not_crash():
     )
     run = run_planner(wl, EkyaPlanner())
     assert run.result.metrics.goodput_ratio == 0.0  # no segment meets a 20 ms SLO: nothing to steal
+
+
+def test_a_run_stopped_early_needs_a_count_of_intervals_the_workload_has():
+    workload = load_workload(SCENARIOS / "azure-retrain.yaml")
+    run = run_planner(workload, ParvaPlanner(), intervals=2)
+    assert len(run.decisions) == 2
+    for bad in (0, workload.intervals + 1):
+        with pytest.raises(RlmigError, match=rf"intervals: {bad} is not between 1 and the workload's"):
+            run_planner(workload, ParvaPlanner(), intervals=bad)

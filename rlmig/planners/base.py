@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from rlmig.configuration import Configuration
+from rlmig.errors import RlmigError
 from rlmig.loop import ClusterState, DecisionLoop, pad_forecast, true_future
 from rlmig.simulator import RunResult, Simulator
 from rlmig.workload import Workload
@@ -127,6 +128,8 @@ def run_planner(
 ) -> PlannerRun:
     """Run `planner` over `workload` in the simulator (see the module docstring for what it sees);
     `intervals` stops a dynamic run early (``rlmig plan`` asks for the first decision only)."""
+    if intervals is not None and not 1 <= intervals <= workload.intervals:
+        raise RlmigError(f"intervals: {intervals} is not between 1 and the workload's {workload.intervals}")
     simulator = simulator or Simulator(workload)
     planner.reset(workload)
     rates = workload.rates
