@@ -55,11 +55,13 @@ class MigReconfigEnv(gym.Env):
     tenant's full-GPU capacity), SLO, capacity per instance size, accuracy, post-retraining accuracy,
     drift, retraining progress, job running, window phase, capacity of the previous interval and
     capacity decided so far in this one (relative to its forecast), retraining decided, its unmet
-    demand per GPU left to decide, its share of the decided GPU now, its capacity on the instance being
-    decided and whether it holds that instance now. Context: the decided GPU's slots (profile and
-    owner's role now, the chosen layout's profile), the cluster in aggregate (GPUs decided, compute in
-    use, size, load and tenants per GPU, capacity decided against demand), phase, the instance being
-    decided (profile, start, owner's role now) and the interval's progress. Nothing in it grows with
+    demand per GPU left to decide, per instance size the share of what is left of its retraining job
+    one instance would train by the end of the window (`finish`), its share of the decided GPU now,
+    its capacity and `finish` on the instance being decided and whether it holds that instance now.
+    Context: the decided GPU's slots (profile and owner's role now, the chosen layout's profile), the
+    cluster in aggregate (GPUs decided, compute in use, size, load and tenants per GPU, capacity decided
+    against demand), phase, the instance being decided (profile, start, owner's role now) and the
+    interval's progress. Nothing in it grows with
     the number of GPUs.
 
     Reward: the simulator's goodput of the interval divided by the run's mean arrivals per interval,

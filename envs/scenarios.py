@@ -16,6 +16,7 @@ Azure LLM 2023 trace is cut in two halves (the first hour's first half trains, t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -64,8 +65,14 @@ class ScenarioSampler:
             pair = (given, given) if isinstance(given, int) else given
             if len(pair) != 2 or not 1 <= pair[0] <= pair[1]:
                 raise ValueError(f"{name}: {given} is not a count >= 1 nor a range [low, high] of them")
-        if len(self.job_share) != 2 or not 0 < self.job_share[0] <= self.job_share[1]:
-            raise ValueError(f"job_share: {self.job_share} is not a range [low, high] of shares above 0")
+        share = self.job_share
+        if not (
+            isinstance(share, list | tuple)
+            and len(share) == 2
+            and all(isinstance(v, int | float) and math.isfinite(v) for v in share)
+            and 0 < share[0] <= share[1]
+        ):
+            raise ValueError(f"job_share: {share} is not a range [low, high] of finite shares above 0")
         values = [interval_s] if isinstance(interval_s, int | float) else list(interval_s)
         if not values or min(values) <= 0:
             raise ValueError(f"interval_s: {interval_s} must be one or more lengths above 0 seconds")

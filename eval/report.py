@@ -47,7 +47,14 @@ from rlmig.eval.harness import (
 )
 from rlmig.eval.plots import write_plots
 from rlmig.eval.serve import PARVAGPU_GPUS, lower_bounds, serve_table
-from rlmig.eval.sweep import DEFAULT_SIZES, SweepPoint, latency_sweep, sweep_plot, sweep_table
+from rlmig.eval.sweep import (
+    DEFAULT_SIZES,
+    SweepPoint,
+    check_intervals,
+    latency_sweep,
+    sweep_plot,
+    sweep_table,
+)
 from rlmig.workload import Workload
 
 EVAL_DIR = Path(__file__).resolve().parent
@@ -339,11 +346,9 @@ def run_report(config: ReportConfig, command: str = "rlmig report", quiet: bool 
     for scenario in config.scenarios:
         load_scenario(scenario)  # fail early on a bad scenario
     planner_names(config.planners)
+    if config.sizes:
+        check_intervals(config.sweep_intervals)
     figures_dir = config.figures_dir
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    for pattern in _FIGURE_PATTERNS:  # figures of an earlier report that this one may not redraw
-        for stale in figures_dir.glob(pattern):
-            stale.unlink()
     progress = RichProgress()
     if quiet:
         progress.bar.disable = True
@@ -357,7 +362,6 @@ def run_report(config: ReportConfig, command: str = "rlmig report", quiet: bool 
             only=config.only,
             progress=progress,
         )
-    figures = write_plots(evaluation, figures_dir)
     sweep: list[SweepPoint] = []
     if config.sizes:
         sweep = latency_sweep(
@@ -368,6 +372,13 @@ def run_report(config: ReportConfig, command: str = "rlmig report", quiet: bool 
             max_gpus=config.sweep_max_gpus,
             on_point=None if quiet else _print_point,
         )
+    # Only now, with everything measured, the earlier report's figures go (a failure keeps them).
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    for pattern in _FIGURE_PATTERNS:  # figures of an earlier report that this one may not redraw
+        for stale in figures_dir.glob(pattern):
+            stale.unlink()
+    figures = write_plots(evaluation, figures_dir)
+    if config.sizes:
         figures["sweep"] = [
             sweep_plot(sweep, figures_dir / "decision-latency.png", time_limit=config.sweep_time_limit)
         ]

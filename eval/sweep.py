@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rlmig.errors import RlmigError
 from rlmig.eval.harness import TimeLimit, build_planner, planner_names
 from rlmig.eval.tables import TableData, fmt_ms
 from rlmig.geometry import DEFAULT_GPU_MODEL
@@ -85,6 +86,13 @@ class SweepPoint:
         return dict(self.__dict__)
 
 
+def check_intervals(intervals: int, workload: Workload | None = None) -> None:
+    """Refuse a count of decisions the sweep's workload (by default the 1-GPU one) does not have."""
+    workload = workload or cluster_workload(1, 1)
+    if not 1 <= intervals <= workload.intervals:
+        raise RlmigError(f"intervals: {intervals} is not between 1 and the workload's {workload.intervals}")
+
+
 def latency_sweep(
     sizes: Sequence[int] = DEFAULT_SIZES,
     planners: str | Sequence[str] = ("ilp", "parva", "greedy", "static-best", "as-is", "ekya"),
@@ -102,6 +110,7 @@ def latency_sweep(
     points = []
     for g in sizes:
         workload = cluster_workload(g, min(max_tenants, g))
+        check_intervals(intervals, workload)  # a bad count is the caller's error, not a planner's
         for name in names:
             if name in max_gpus and g > max_gpus[name]:
                 point = SweepPoint(

@@ -198,5 +198,6 @@ def test_job_share_sizes_retraining_jobs_against_a_3_slice_instance():
     assert ScenarioSampler().spec(np.random.default_rng(3)) == ScenarioSampler(job_share=(0.1, 0.6)).spec(
         np.random.default_rng(3)
     )
-    with pytest.raises(ValueError, match=r"job_share: \(0.5, 0.2\)"):
-        ScenarioSampler(job_share=(0.5, 0.2))
+    for bad in ((0.5, 0.2), 0.5, (0.1, float("inf")), ("a", "b"), (0.1,)):
+        with pytest.raises(ValueError, match=r"job_share: .* is not a range \[low, high\] of finite shares"):
+            ScenarioSampler(job_share=bad)

@@ -269,6 +269,9 @@ def test_sweep_and_its_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert [row[2] for row in table.rows] == ["cannot run", "skipped"]
     path = sweep_plot(points, tmp_path / "latency.png", time_limit=10)
     assert path.read_bytes()[:8] == PNG
+    for bad in (0, 61):  # a count of intervals the sweep's workload lacks is an error, not failed rows
+        with pytest.raises(RlmigError, match=rf"intervals: {bad} is not between 1 and the workload's 60"):
+            latency_sweep([1], ["parva"], intervals=bad)
 
 
 def test_plots_of_an_evaluation(tiny: tuple[Path, Path], tmp_path: Path) -> None:
@@ -300,6 +303,11 @@ def test_report_on_a_tiny_configuration(tiny: tuple[Path, Path], tmp_path: Path)
     for image in images:
         assert (out.parent / image).read_bytes()[:8] == PNG
     assert report_main(["--planners", "nosuch", "--out", str(out)]) == 2
+    before = {image: (out.parent / image).read_bytes() for image in images}
+    bad = [*args[:4], "--sizes", "1", "--sweep-intervals", "0", "--out", str(out), "--quiet"]
+    assert report_main(bad) == 2  # refused before any work: the report and its figures stay as they were
+    assert out.read_text() == text
+    assert {image: (out.parent / image).read_bytes() for image in images} == before
 
 
 def test_run_demo_writes_its_plot(tmp_path: Path) -> None:

@@ -68,7 +68,8 @@ TENANT_FEATURE_NAMES = (
     "unmet",
 )
 """Per tenant, what its encoding reads (then its capacity per base profile, `capacity[<profile>]`, and
-how much of its retraining job one instance of that profile would finish, `finish[<profile>]`): rates,
+the share of what is left of its retraining job one instance of that profile would train by the end
+of its window, `finish[<profile>]`): rates,
 demand and capacities in units of the tenant's full-GPU capacity, capacities decided relative to its
 forecast; accuracy and the job as the interval starts (`ClusterState.upcoming`). These change within an
 interval only for the tenants a sub-action gives capacity."""
@@ -83,7 +84,7 @@ PAIR_FEATURE_NAMES = (
 """Per tenant, its relation to what is being decided, read beside its encoding when it is scored as an
 owner: its share of the decided GPU's memory slots now (per role), its capacity on the instance being
 decided (relative to its forecast), the share of its retraining job the instance would finish in the
-window (`finish_share`) and whether it holds that instance now (per role)."""
+window (`finish_share`: of what is left of the job) and whether it holds that instance now (per role)."""
 TENANT_FEATURES = len(TENANT_FEATURE_NAMES)
 _T = {name: i for i, name in enumerate(TENANT_FEATURE_NAMES)}
 _PAIR = {name: i for i, name in enumerate(PAIR_FEATURE_NAMES)}
