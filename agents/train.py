@@ -115,20 +115,24 @@ def load_config(path: str | Path) -> TrainConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a training config is a mapping")
     sections = {"imitation": ImitationConfig, "ppo": PpoConfig, "evaluation": EvaluationConfig}
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    known = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
     values: dict[str, Any] = {"name": path.stem}
     for key, value in raw.items():
         if key not in known:
             raise ConfigError(f"{path}: {key}: unknown field (known: {', '.join(sorted(known))})")
+        if not _of_type(value, known[key]):
+            raise ConfigError(f"{path}: {key}: {value!r} is not {_A[known[key]]}")
         if key in sections:
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}: {key}: must be a mapping")
-            fields = {f.name for f in dataclasses.fields(sections[key])}
-            for sub in value:
+            fields = {f.name: f.type for f in dataclasses.fields(sections[key])}
+            for sub, given in value.items():
                 if sub not in fields:
                     raise ConfigError(
                         f"{path}: {key}.{sub}: unknown field (known: {', '.join(sorted(fields))})"
                     )
+                if not _of_type(given, fields[sub]):
+                    raise ConfigError(f"{path}: {key}.{sub}: {given!r} is not {_A[fields[sub]]}")
             value = sections[key](**value)
         values[key] = value
     try:
@@ -136,6 +140,20 @@ def load_config(path: str | Path) -> TrainConfig:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: scenarios: {exc}") from None
     return TrainConfig(**values)
+
+
+_A = {"int": "an integer", "float": "a number", "str": "a string"}
+
+
+def _of_type(value: Any, annotation: str) -> bool:
+    """Whether a config value fits a field annotated int, float or str (other fields: not checked)."""
+    if annotation == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation == "str":
+        return isinstance(value, str)
+    return True
 
 
 def masked(env: MigReconfigEnv) -> ActionMasker:

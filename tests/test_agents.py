@@ -268,6 +268,15 @@ def test_config_errors_name_the_field(tmp_path):
     bad.write_text("imitation: {episodes: 2, epoch: 3}\n")
     with pytest.raises(ConfigError, match=r"imitation\.epoch: unknown field"):
         load_config(bad)
+    for section, text, message in (
+        ("ppo", "{select_episodes: '16'}", r"ppo\.select_episodes: '16' is not an integer"),
+        ("imitation", "{learning_rate: fast}", r"imitation\.learning_rate: 'fast' is not a number"),
+        ("ppo", "{timesteps: true}", r"ppo\.timesteps: True is not an integer"),
+        ("hidden", "wide", r"hidden: 'wide' is not an integer"),
+    ):  # a mistyped value is refused when the config is read, not after hours of training
+        bad.write_text(f"{section}: {text}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_config(bad)
     bad.write_text("colour: red\n")
     with pytest.raises(ConfigError, match="colour: unknown field"):
         load_config(bad)
