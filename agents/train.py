@@ -121,7 +121,7 @@ def load_config(path: str | Path) -> TrainConfig:
         if key not in known:
             raise ConfigError(f"{path}: {key}: unknown field (known: {', '.join(sorted(known))})")
         if not _of_type(value, known[key]):
-            raise ConfigError(f"{path}: {key}: {value!r} is not {_A[known[key]]}")
+            raise ConfigError(f"{path}: {key}: {value!r} is not {_TYPE_NAMES[known[key]]}")
         if key in sections:
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}: {key}: must be a mapping")
@@ -132,7 +132,7 @@ def load_config(path: str | Path) -> TrainConfig:
                         f"{path}: {key}.{sub}: unknown field (known: {', '.join(sorted(fields))})"
                     )
                 if not _of_type(given, fields[sub]):
-                    raise ConfigError(f"{path}: {key}.{sub}: {given!r} is not {_A[fields[sub]]}")
+                    raise ConfigError(f"{path}: {key}.{sub}: {given!r} is not {_TYPE_NAMES[fields[sub]]}")
             value = sections[key](**value)
         values[key] = value
     try:
@@ -142,7 +142,7 @@ def load_config(path: str | Path) -> TrainConfig:
     return TrainConfig(**values)
 
 
-_A = {"int": "an integer", "float": "a number", "str": "a string"}
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string"}
 
 
 def _of_type(value: Any, annotation: str) -> bool:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import argparse
 
+from rlmig.errors import RlmigError
 from rlmig.eval.sweep import cluster_workload
-from rlmig.planners import make_planner, run_planner
+from rlmig.planners import check_intervals, make_planner, run_planner
 
 
 def main() -> None:
@@ -26,9 +27,10 @@ def main() -> None:
     parser.add_argument("--no-guard", action="store_true", help="rl: the policy alone")
     args = parser.parse_args()
     workload = cluster_workload(args.gpus, args.tenants)
-    if not 1 <= args.intervals <= workload.intervals:
-        limit = workload.intervals
-        parser.error(f"--intervals: {args.intervals} is not between 1 and the workload's {limit}")
+    try:
+        check_intervals(args.intervals, workload)
+    except RlmigError as exc:
+        parser.error(f"--{exc}")
     print(f"{workload.name}: {args.gpus} GPUs x {args.tenants} tenants, {args.intervals} intervals")
     for name in args.planners.split(","):
         options = {"guard": False} if name == "rl" and args.no_guard else {}

@@ -50,11 +50,12 @@ from rlmig.eval.serve import PARVAGPU_GPUS, lower_bounds, serve_table
 from rlmig.eval.sweep import (
     DEFAULT_SIZES,
     SweepPoint,
-    check_intervals,
+    cluster_workload,
     latency_sweep,
     sweep_plot,
     sweep_table,
 )
+from rlmig.planners import check_intervals
 from rlmig.workload import Workload
 
 EVAL_DIR = Path(__file__).resolve().parent
@@ -347,7 +348,7 @@ def run_report(config: ReportConfig, command: str = "rlmig report", quiet: bool 
         load_scenario(scenario)  # fail early on a bad scenario
     planner_names(config.planners)
     if config.sizes:
-        check_intervals(config.sweep_intervals)
+        check_intervals(config.sweep_intervals, cluster_workload(1, 1))  # every size has as many
     figures_dir = config.figures_dir
     progress = RichProgress()
     if quiet:

@@ -23,11 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rlmig.errors import RlmigError
 from rlmig.eval.harness import TimeLimit, build_planner, planner_names
 from rlmig.eval.tables import TableData, fmt_ms
 from rlmig.geometry import DEFAULT_GPU_MODEL
-from rlmig.planners import run_planner
+from rlmig.planners import check_intervals, run_planner
 from rlmig.workload import Workload, parse_workload
 
 DEFAULT_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -84,13 +83,6 @@ class SweepPoint:
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
-
-
-def check_intervals(intervals: int, workload: Workload | None = None) -> None:
-    """Refuse a count of decisions the sweep's workload (by default the 1-GPU one) does not have."""
-    workload = workload or cluster_workload(1, 1)
-    if not 1 <= intervals <= workload.intervals:
-        raise RlmigError(f"intervals: {intervals} is not between 1 and the workload's {workload.intervals}")
 
 
 def latency_sweep(

@@ -9,7 +9,15 @@ from collections.abc import Callable
 from typing import Any
 
 from rlmig.errors import RlmigError
-from rlmig.planners.base import ClusterState, Decision, Planner, PlannerRun, run_planner, serve_rates
+from rlmig.planners.base import (
+    ClusterState,
+    Decision,
+    Planner,
+    PlannerRun,
+    check_intervals,
+    run_planner,
+    serve_rates,
+)
 from rlmig.planners.baselines import BASELINES
 from rlmig.planners.ilp import IlpForesightPlanner, IlpPlanner
 from rlmig.planners.static import StaticPlanner
@@ -63,6 +71,7 @@ __all__ = [
     "Decision",
     "Planner",
     "PlannerRun",
+    "check_intervals",
     "make_planner",
     "register",
     "run_planner",

@@ -117,6 +117,12 @@ def serve_rates(workload: Workload) -> np.ndarray:
     return workload.rates.max(axis=0, keepdims=True)
 
 
+def check_intervals(intervals: int, workload: Workload) -> None:
+    """Refuse a count of intervals (decisions to run) that `workload` does not have."""
+    if not 1 <= intervals <= workload.intervals:
+        raise RlmigError(f"intervals: {intervals} is not between 1 and the workload's {workload.intervals}")
+
+
 def run_planner(
     workload: Workload,
     planner: Planner,
@@ -128,8 +134,8 @@ def run_planner(
 ) -> PlannerRun:
     """Run `planner` over `workload` in the simulator (see the module docstring for what it sees);
     `intervals` stops a dynamic run early (``rlmig plan`` asks for the first decision only)."""
-    if intervals is not None and not 1 <= intervals <= workload.intervals:
-        raise RlmigError(f"intervals: {intervals} is not between 1 and the workload's {workload.intervals}")
+    if intervals is not None:
+        check_intervals(intervals, workload)
     simulator = simulator or Simulator(workload)
     planner.reset(workload)
     rates = workload.rates

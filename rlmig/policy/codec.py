@@ -69,10 +69,10 @@ TENANT_FEATURE_NAMES = (
 )
 """Per tenant, what its encoding reads (then its capacity per base profile, `capacity[<profile>]`, and
 the share of what is left of its retraining job one instance of that profile would train by the end
-of its window, `finish[<profile>]`): rates,
-demand and capacities in units of the tenant's full-GPU capacity, capacities decided relative to its
-forecast; accuracy and the job as the interval starts (`ClusterState.upcoming`). These change within an
-interval only for the tenants a sub-action gives capacity."""
+of its window, `finish[<profile>]`): rates, demand and capacities in units of the tenant's full-GPU
+capacity, capacities decided relative to its forecast; accuracy and the job as the interval starts
+(`ClusterState.upcoming`). These change within an interval only for the tenants a sub-action gives
+capacity."""
 PAIR_FEATURE_NAMES = (
     "gpu.inference_slots",
     "gpu.retraining_slots",
@@ -203,9 +203,10 @@ def owner_action(owner: Owner | None, tenant_index: dict[str, int], max_tenants:
 def finish_share(
     sim: Simulator, progress: np.ndarray, running: np.ndarray, seconds_left: np.ndarray
 ) -> np.ndarray:
-    """(tenants, simulator profiles): the share of each tenant's running retraining job that one new
-    instance of each profile would finish by the end of its window (its training throughput over the
-    seconds left, less one downtime, against the samples still to train), at most 2; 0 without a job."""
+    """(tenants, simulator profiles): the share of what is left of each tenant's running retraining job
+    that one new instance of each profile would train by the end of its window (its training throughput
+    over the seconds left, less one downtime, against the samples still to train), at most 2; 0 without
+    a job."""
     remaining = np.maximum(sim.samples - progress, 0.0)
     seconds = np.maximum(seconds_left - sim.dynamics.downtime_s, 0.0)
     job = running & (remaining > 0)
