@@ -14,7 +14,9 @@ Usage::
 
 from __future__ import annotations
 
-from rlmig.configuration import Owner
+import numpy as np
+
+from rlmig.configuration import GpuConfig, Owner
 from rlmig.envs.mig_reconfig import MigReconfigEnv
 from rlmig.geometry import Instance, Layout
 from rlmig.planners.ilp import ExpertChoices, FixedChoices, IlpPlanner
@@ -55,6 +57,43 @@ class Expert:
         inst = codec.layout.instances[codec.instance_cursor]
         return codec.owner_action(choices.owners.get((g, inst)))
 
+    def equivalent_actions(self) -> np.ndarray:
+        """Every legal sub-action that leads to a configuration as good as the oracle's plan (a mask;
+        `action` is among them). The oracle's plan is one of many equal ones: GPUs that are alike now
+        can trade their plans, and two instances of one profile that both change owner can trade
+        owners. Cloning one arbitrary member of such a set would teach the policy to guess which one
+        the solver returned; the set is what the policy should learn."""
+        codec = self.env.codec
+        choices = self._choices()
+        legal = codec.action_masks()
+        same = np.zeros_like(legal)
+        same[self.action()] = True
+        g = codec.gpu_cursor
+        plan = choices.decision.configuration.gpus
+        if codec.phase == LAYOUT:
+            now = codec.current_gpu(g)
+            for other in range(g + 1, codec.n_gpus):
+                if codec.current_gpu(other) != now:
+                    continue
+                if plan[other] == now:
+                    same[codec.spec.keep_action] = True
+                else:
+                    same[codec.layout_number[choices.layouts[other]]] = True
+            return same & legal
+        inst = codec.layout.instances[codec.instance_cursor]
+        mine = choices.owners.get((g, inst))
+        here = _owner_now(codec.current_gpu(g), inst)
+        later = [(g, i) for i in codec.layout.instances[codec.instance_cursor + 1 :]]
+        later += [(o, i) for o in range(g + 1, codec.n_gpus) for i in choices.layouts[o].instances]
+        for other, other_inst in later:
+            if other_inst.profile != inst.profile:
+                continue
+            theirs = choices.owners.get((other, other_inst))
+            there = _owner_now(codec.current_gpu(other), other_inst)
+            if all(o != now for o in (mine, theirs) for now in (here, there)):
+                same[codec.owner_action(theirs)] = True
+        return same & legal
+
     def _choices(self) -> ExpertChoices:
         env, codec = self.env, self.env.codec
         cached = self._cache if self._episode is env.sim else None  # a new episode: a new simulator
@@ -89,3 +128,14 @@ class Expert:
             done = codec.layout.instances[: codec.instance_cursor]
             return all(choices.owners.get((g, inst)) == codec.owners.get(inst) for inst in done)
         return True
+
+
+_ABSENT = Owner("", "inference")  # the owner of an instance a GPU does not have (never a real owner)
+
+
+def _owner_now(gpu: GpuConfig, inst: Instance) -> Owner | None:
+    """Who owns `inst` on `gpu` now: its owner, None when it is idle, `_ABSENT` when it does not exist."""
+    for placed, owner in gpu.items():
+        if placed == inst:
+            return owner
+    return _ABSENT

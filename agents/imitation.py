@@ -1,8 +1,12 @@
 """Learning from the ILP oracle: demonstrations, behaviour cloning, DAgger.
 
 Behaviour cloning trains the MaskablePPO policy itself, in plain torch: it maximises the log-probability
-of the oracle's sub-action under the action mask (the policy's own masked distribution), and regresses
-the value head on the discounted return, so that PPO fine-tuning starts from both. DAgger (Ross, Gordon
+that the policy takes a sub-action as good as the oracle's (under the action mask: the policy's own
+masked distribution, summed over `Expert.equivalent_actions`, the actions that trade places with the
+oracle's among GPUs alike now or instances of one profile), and regresses the value head on the
+discounted return, so that PPO fine-tuning starts from both. The solver returns one of several equal
+plans; cloning that one alone would teach the policy to guess which (at 8 GPUs and 8 tenants about a
+quarter of the oracle's owner choices have an equal alternative). DAgger (Ross, Gordon
 & Bagnell, AISTATS 2011) then rolls out a mixture of expert and policy (the expert's action with
 probability beta) and labels every visited state with the oracle's action from that state
 (`rlmig.agents.expert.Expert`, which re-solves the ILP with the choices already made fixed).
@@ -32,12 +36,19 @@ Act = Callable[[np.ndarray, np.ndarray], int]
 
 @dataclass
 class Demonstrations:
-    """Labelled states: observations, masks, the expert's actions, and discounted returns."""
+    """Labelled states: observations, masks, the expert's actions, discounted returns, and per state
+    every action as good as the expert's (`Expert.equivalent_actions`; by default the expert's alone)."""
 
     obs: np.ndarray
     masks: np.ndarray
     actions: np.ndarray
     returns: np.ndarray
+    labels: np.ndarray | None = None  # (states, actions) bool; None: the expert's action alone
+
+    def __post_init__(self) -> None:
+        if self.labels is None:
+            self.labels = np.zeros(self.masks.shape, bool)
+            self.labels[np.arange(len(self.actions)), self.actions] = True
 
     @classmethod
     def empty(cls, obs_size: int, n_actions: int) -> Demonstrations:
@@ -57,15 +68,25 @@ class Demonstrations:
             np.concatenate([self.masks, other.masks]),
             np.concatenate([self.actions, other.actions]),
             np.concatenate([self.returns, other.returns]),
+            np.concatenate([self.labels, other.labels]),
         )
 
     def save(self, path: str | Path) -> None:
-        np.savez_compressed(path, obs=self.obs, masks=self.masks, actions=self.actions, returns=self.returns)
+        np.savez_compressed(
+            path,
+            obs=self.obs,
+            masks=self.masks,
+            actions=self.actions,
+            returns=self.returns,
+            labels=self.labels,
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Demonstrations:
+        """Demonstrations saved by `save` (files from before the label sets: the expert's action alone)."""
         with np.load(path, allow_pickle=False) as data:
-            return cls(data["obs"], data["masks"], data["actions"], data["returns"])
+            labels = data["labels"] if "labels" in data.files else None
+            return cls(data["obs"], data["masks"], data["actions"], data["returns"], labels)
 
 
 def rollout(
@@ -83,7 +104,7 @@ def rollout(
     rng = rng or np.random.default_rng(seed)
     env = expert.env
     obs, _ = env.reset(seed=seed)
-    observations, masks, actions, steps, rewards = [], [], [], [], []
+    observations, masks, actions, labels, steps, rewards = [], [], [], [], [], []
     while True:
         mask = env.action_masks().copy()
         expert_acts = act is None or rng.random() < beta
@@ -92,6 +113,7 @@ def rollout(
             observations.append(obs)
             masks.append(mask)
             actions.append(label)
+            labels.append(expert.equivalent_actions())
             steps.append(len(rewards))
         action = label if expert_acts else act(obs, mask)
         obs, reward, terminated, _, _ = env.step(action)
@@ -108,6 +130,7 @@ def rollout(
         np.array(masks, bool).reshape(len(actions), -1),
         np.array(actions, np.int64),
         to_go[steps],
+        np.array(labels, bool).reshape(len(actions), -1),
     )
     return demos, float(sum(rewards))
 
@@ -164,25 +187,28 @@ def behaviour_cloning(
     log: Callable[[str, float, int], None] | None = None,
     step: int = 0,
 ) -> dict[str, float]:
-    """Fit a MaskablePPO policy to the demonstrations: masked log-likelihood of the expert's action
-    plus `value_coef` times the squared error of the value head on the returns."""
+    """Fit a MaskablePPO policy to the demonstrations: the masked log-likelihood that the policy takes
+    an action as good as the expert's (the log of its probabilities summed over `Demonstrations.labels`;
+    with one label, the expert's action's), plus `value_coef` times the squared error of the value head
+    on the returns. Accuracy counts states whose most likely action is among the labels."""
     device = next(policy.parameters()).device
     obs = torch.as_tensor(demos.obs, device=device)
     masks = torch.as_tensor(demos.masks, device=device)
-    actions = torch.as_tensor(demos.actions, device=device)
+    labels = torch.as_tensor(demos.labels, device=device)
     returns = torch.as_tensor(demos.returns, dtype=torch.float32, device=device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
     policy.set_training_mode(True)
     stats = {"loss": 0.0, "accuracy": 0.0}
     for epoch in range(epochs):
-        order = torch.randperm(len(actions), generator=generator)
+        order = torch.randperm(len(labels), generator=generator)
         total, correct, seen = 0.0, 0, 0
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
-            values, log_prob, _ = policy.evaluate_actions(
-                obs[batch], actions[batch], action_masks=masks[batch]
-            )
+            dist = policy.get_distribution(obs[batch], action_masks=masks[batch].cpu().numpy())
+            log_probs = dist.distribution.logits  # normalised over the legal actions
+            log_prob = torch.logsumexp(log_probs.masked_fill(~labels[batch], -torch.inf), dim=1)
+            values = policy.predict_values(obs[batch])
             loss = -log_prob.mean() + value_coef * torch.nn.functional.mse_loss(
                 values.flatten(), returns[batch]
             )
@@ -191,8 +217,8 @@ def behaviour_cloning(
             torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
             optimizer.step()
             with torch.no_grad():
-                dist = policy.get_distribution(obs[batch], action_masks=masks[batch].cpu().numpy())
-                correct += int((dist.mode() == actions[batch]).sum())
+                mode = log_probs.argmax(dim=1)
+                correct += int(labels[batch].gather(1, mode[:, None]).sum())
             total += float(loss.detach()) * len(batch)
             seen += len(batch)
         stats = {"loss": total / seen, "accuracy": correct / seen}

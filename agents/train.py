@@ -5,8 +5,8 @@
 Reads top to bottom, in the manner of a CleanRL script:
 
 1. seed everything; build training environments over the scenario sampler (training split);
-2. behaviour cloning on expert episodes (the window-aware ILP oracle labels every sub-action; episodes
-   are labelled in `imitation.workers` parallel processes);
+2. behaviour cloning on expert episodes (the window-aware ILP oracle labels every sub-action, with the
+   sub-actions as good as its own; episodes are labelled in `imitation.workers` parallel processes);
 3. DAgger rounds: roll out a mixture of expert and policy, the expert labels the visited states,
    clone again on everything gathered so far;
 4. MaskablePPO fine-tuning from the imitated weights, on vectorised environments; with

@@ -361,3 +361,40 @@ def test_episodes_labelled_in_parallel_processes_are_the_ones_labelled_in_this_o
     for (a, ra), (b, rb) in zip(here, there, strict=True):
         assert ra == rb and np.array_equal(a.actions, b.actions) and np.array_equal(a.obs, b.obs)
         assert len(a) > 0 and a.masks[np.arange(len(a)), a.actions].all()  # every label is legal
+
+
+def test_cloning_puts_the_mass_on_the_set_of_equally_good_actions_without_picking_one(tmp_path):
+    from rlmig.agents.imitation import Demonstrations, behaviour_cloning
+    from rlmig.agents.set_policy import SetActorCriticPolicy, set_policy_kwargs
+    from rlmig.agents.train import masked
+
+    env = masked(MigReconfigEnv(load_workload(SCENARIO)))
+    obs, _ = env.reset(seed=0)
+    mask = env.action_masks()
+    a, b = np.flatnonzero(mask)[[0, 5]]
+    n = 64
+    labels = np.zeros((n, len(mask)), bool)
+    labels[:, [a, b]] = True
+    both = Demonstrations(
+        np.repeat(obs[None], n, 0), np.repeat(mask[None], n, 0), np.full(n, a), np.zeros(n), labels
+    )
+    path = tmp_path / "demos.npz"
+    both.save(path)
+    assert np.array_equal(Demonstrations.load(path).labels, labels)
+    np.savez_compressed(path, obs=both.obs, masks=both.masks, actions=both.actions, returns=both.returns)
+    only_a = Demonstrations.load(path)  # saved before label sets: the expert's action alone
+    assert np.array_equal(np.flatnonzero(only_a.labels.any(0)), [a])
+
+    def probabilities(demos: Demonstrations) -> np.ndarray:
+        torch.manual_seed(0)
+        kwargs = set_policy_kwargs(env.unwrapped.spec_, hidden=16)
+        model = MaskablePPO(SetActorCriticPolicy, env, policy_kwargs=kwargs, device="cpu", seed=0)
+        stats = behaviour_cloning(model.policy, demos, epochs=20, batch_size=32, learning_rate=1e-2)
+        assert stats["accuracy"] == 1.0
+        dist = model.policy.get_distribution(torch.as_tensor(obs[None]), action_masks=mask[None])
+        return dist.distribution.probs[0].detach().numpy()
+
+    p = probabilities(both)
+    assert p[a] + p[b] > 0.95 and min(p[a], p[b]) > 0.2  # either will do: neither is forced
+    p = probabilities(only_a)
+    assert p[a] > 0.95

@@ -133,6 +133,45 @@ def test_expert_answers_from_states_the_policy_chose():
         env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
 
 
+def _exact_expert(env: MigReconfigEnv) -> Expert:
+    """An expert whose every answer is a proven optimum (no gap, no clock), planning one interval."""
+    return Expert(env, IlpPlanner(horizon=1, time_limit=None, gap=0.0, mig_off=False))
+
+
+def test_actions_the_expert_calls_equivalent_lose_nothing_against_its_own():
+    """Every action in `equivalent_actions` leaves the oracle's optimum where it was (re-solved with that
+    action fixed), and some legal action outside the set does not: the set is neither padded nor
+    just the label."""
+    sampler = ScenarioSampler(max_gpus=6, max_tenants=6, intervals=4)
+    env = MigReconfigEnv(sampler=sampler)
+    expert = _exact_expert(env)
+    env.reset(seed=1)  # 3 GPUs alike at the start, 4 tenants
+    taken: list[int] = []
+    checked = outside = 0
+    while checked < 3 and len(taken) < 100:
+        same = expert.equivalent_actions()
+        label = expert.action()
+        assert same[label] and not (same & ~env.action_masks()).any()
+        if same.sum() > 1:
+            best = expert._choices().decision.objective
+            others = [a for a in np.flatnonzero(env.action_masks()) if not same[a]]
+            for action in [*np.flatnonzero(same), *others[:: max(1, len(others) // 8)]]:
+                replay = MigReconfigEnv(sampler=sampler)
+                replay.reset(seed=1)
+                for earlier in taken:
+                    replay.step(earlier)
+                replay.step(int(action))
+                value = _exact_expert(replay)._choices().decision.objective
+                if same[action]:
+                    assert value == pytest.approx(best, rel=1e-6)
+                elif value < best * (1 - 1e-6):
+                    outside += 1
+            checked += 1
+        env.step(label)
+        taken.append(label)
+    assert checked == 3 and outside > 0
+
+
 def test_an_action_outside_the_mask_takes_the_default():
     env = MigReconfigEnv(load_workload(SCENARIOS / "spike-shift.yaml"))
     env.reset(seed=0)
