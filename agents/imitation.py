@@ -1,12 +1,13 @@
 """Learning from the ILP oracle: demonstrations, behaviour cloning, DAgger.
 
 Behaviour cloning trains the MaskablePPO policy itself, in plain torch: it maximises the log-probability
-that the policy takes a sub-action as good as the oracle's (under the action mask: the policy's own
-masked distribution, summed over `Expert.equivalent_actions`, the actions that trade places with the
-oracle's among GPUs alike now or instances of one profile), and regresses the value head on the
-discounted return, so that PPO fine-tuning starts from both. The solver returns one of several equal
-plans; cloning that one alone would teach the policy to guess which (at 8 GPUs and 8 tenants about a
-quarter of the oracle's owner choices have an equal alternative). DAgger (Ross, Gordon
+of the oracle's sub-action under the action mask (the policy's own masked distribution), and regresses
+the value head on the discounted return, so that PPO fine-tuning starts from both. The solver returns
+one of several equal plans (at 8 GPUs and 8 tenants about a quarter of its owner choices have an equal
+alternative); with `equivalent_actions` cloning maximises instead the probability of the set of
+sub-actions as good as the oracle's (`Expert.equivalent_actions`: those that trade places with it among
+GPUs alike now or instances of one profile), so that the policy does not learn to guess which plan the
+solver returned. DAgger (Ross, Gordon
 & Bagnell, AISTATS 2011) then rolls out a mixture of expert and policy (the expert's action with
 probability beta) and labels every visited state with the oracle's action from that state
 (`rlmig.agents.expert.Expert`, which re-solves the ILP with the choices already made fixed).
@@ -183,6 +184,7 @@ def behaviour_cloning(
     batch_size: int = 256,
     learning_rate: float = 3e-4,
     value_coef: float = 0.5,
+    equivalent_actions: bool = True,
     seed: int = 0,
     log: Callable[[str, float, int], None] | None = None,
     step: int = 0,
@@ -190,11 +192,15 @@ def behaviour_cloning(
     """Fit a MaskablePPO policy to the demonstrations: the masked log-likelihood that the policy takes
     an action as good as the expert's (the log of its probabilities summed over `Demonstrations.labels`;
     with one label, the expert's action's), plus `value_coef` times the squared error of the value head
-    on the returns. Accuracy counts states whose most likely action is among the labels."""
+    on the returns; with `equivalent_actions` False, the expert's own action alone is the label.
+    Accuracy counts states whose most likely action is among the labels."""
     device = next(policy.parameters()).device
     obs = torch.as_tensor(demos.obs, device=device)
     masks = torch.as_tensor(demos.masks, device=device)
     labels = torch.as_tensor(demos.labels, device=device)
+    if not equivalent_actions:
+        expert = torch.as_tensor(demos.actions, device=device)
+        labels = torch.nn.functional.one_hot(expert, labels.shape[1]).bool()
     returns = torch.as_tensor(demos.returns, dtype=torch.float32, device=device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)

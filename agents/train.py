@@ -5,8 +5,9 @@
 Reads top to bottom, in the manner of a CleanRL script:
 
 1. seed everything; build training environments over the scenario sampler (training split);
-2. behaviour cloning on expert episodes (the window-aware ILP oracle labels every sub-action, with the
-   sub-actions as good as its own; episodes are labelled in `imitation.workers` parallel processes);
+2. behaviour cloning on expert episodes (the window-aware ILP oracle labels every sub-action, and
+   names the sub-actions as good as its own for `imitation.equivalent_actions`; episodes are labelled
+   in `imitation.workers` parallel processes);
 3. DAgger rounds: roll out a mixture of expert and policy, the expert labels the visited states,
    clone again on everything gathered so far;
 4. MaskablePPO fine-tuning from the imitated weights, on vectorised environments; with
@@ -70,6 +71,8 @@ class ImitationConfig:
     expert_gap: float = 1e-2  # the oracle's MIP gap and time limit per solve while labelling
     expert_time_limit: float = 2.0
     workers: int = 2  # processes that roll out and label episodes
+    # clone the set of sub-actions as good as the oracle's (Expert.equivalent_actions), not its one
+    equivalent_actions: bool = False
 
 
 @dataclass
@@ -142,11 +145,13 @@ def load_config(path: str | Path) -> TrainConfig:
     return TrainConfig(**values)
 
 
-_TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string"}
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
 
 
 def _of_type(value: Any, annotation: str) -> bool:
-    """Whether a config value fits a field annotated int, float or str (other fields: not checked)."""
+    """Whether a config value fits a field annotated int, float, str or bool (others: not checked)."""
+    if annotation == "bool":
+        return isinstance(value, bool)
     if annotation == "int":
         return isinstance(value, int) and not isinstance(value, bool)
     if annotation == "float":
@@ -253,6 +258,7 @@ def _train(cfg: TrainConfig, out: str | Path | None, export: str | Path | None, 
                 epochs=im.epochs,
                 batch_size=im.batch_size,
                 learning_rate=im.learning_rate,
+                equivalent_actions=im.equivalent_actions,
                 seed=cfg.seed + round_,
                 log=writer.add_scalar,
                 step=round_ * im.epochs,

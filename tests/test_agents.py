@@ -273,6 +273,7 @@ def test_config_errors_name_the_field(tmp_path):
         ("imitation", "{learning_rate: fast}", r"imitation\.learning_rate: 'fast' is not a number"),
         ("ppo", "{timesteps: true}", r"ppo\.timesteps: True is not an integer"),
         ("hidden", "wide", r"hidden: 'wide' is not an integer"),
+        ("imitation", "{equivalent_actions: 'yes'}", r"equivalent_actions: 'yes' is not true or false"),
     ):  # a mistyped value is refused when the config is read, not after hours of training
         bad.write_text(f"{section}: {text}\n")
         with pytest.raises(ConfigError, match=message):
@@ -385,16 +386,18 @@ def test_cloning_puts_the_mass_on_the_set_of_equally_good_actions_without_pickin
     only_a = Demonstrations.load(path)  # saved before label sets: the expert's action alone
     assert np.array_equal(np.flatnonzero(only_a.labels.any(0)), [a])
 
-    def probabilities(demos: Demonstrations) -> np.ndarray:
+    def probabilities(demos: Demonstrations, equivalent: bool = True) -> np.ndarray:
         torch.manual_seed(0)
         kwargs = set_policy_kwargs(env.unwrapped.spec_, hidden=16)
         model = MaskablePPO(SetActorCriticPolicy, env, policy_kwargs=kwargs, device="cpu", seed=0)
-        stats = behaviour_cloning(model.policy, demos, epochs=20, batch_size=32, learning_rate=1e-2)
+        stats = behaviour_cloning(
+            model.policy, demos, epochs=20, batch_size=32, learning_rate=1e-2, equivalent_actions=equivalent
+        )
         assert stats["accuracy"] == 1.0
         dist = model.policy.get_distribution(torch.as_tensor(obs[None]), action_masks=mask[None])
         return dist.distribution.probs[0].detach().numpy()
 
     p = probabilities(both)
     assert p[a] + p[b] > 0.95 and min(p[a], p[b]) > 0.2  # either will do: neither is forced
-    p = probabilities(only_a)
-    assert p[a] > 0.95
+    for p in (probabilities(only_a), probabilities(both, equivalent=False)):
+        assert p[a] > 0.95  # the expert's own action, as before the label sets
