@@ -237,3 +237,41 @@ def test_every_planner_reports_its_decision_time(capsys, planner):
     spike = str(Path(__file__).resolve().parents[1] / "eval" / "scenarios" / "spike-shift.yaml")
     code, out, _ = run(capsys, "plan", spike, "--planner", planner, "--json")
     assert code == 0 and json.loads(out)["solve_seconds"] > 0
+
+
+def test_the_rl_guard_is_chosen_from_the_command_line(capsys):
+    from rlmig.planners import run_planner
+    from rlmig.planners.rl import RlPlanner
+    from rlmig.workload import load_workload
+
+    spike = str(SCENARIOS / "spike-shift.yaml")
+    workload = load_workload(spike)
+    for flags, kwargs in (
+        (
+            ["--guard-with", "parva,greedy,ekya", "--guard-horizon", "10"],
+            {"guard_with": ["parva", "greedy", "ekya"], "guard_horizon": 10},
+        ),
+        (["--guard-with", ""], {"guard_with": []}),
+    ):
+        code, out, _ = run(capsys, "simulate", spike, "--planner", "rl", *flags, "--json")
+        metrics = json.loads(out)["metrics"]
+        direct = run_planner(workload, RlPlanner(**kwargs))
+        assert code == 0 and metrics["goodput_ratio"] == direct.result.metrics.goodput_ratio
+        assert metrics["guard_overrules"] == direct.guard_overrules
+    default = json.loads(run(capsys, "simulate", spike, "--planner", "rl", "--json")[1])["metrics"]
+    assert default["goodput_ratio"] != metrics["goodput_ratio"]  # the flags change the guard
+    for args, message in (
+        (["--planner", "parva", "--guard-with", "greedy"], "--guard-with is for the rl planner, not parva"),
+        (
+            ["--planner", "rl", "--no-guard", "--guard-horizon", "4"],
+            "--guard-horizon sets the guard, and --no-guard",
+        ),
+        (
+            ["--planner", "rl-unguarded", "--guard-with", "parva"],
+            "and rl-unguarded runs the policy without it",
+        ),
+        (["--planner", "rl", "--guard-with", "parva,nosuch"], "unknown planner 'nosuch'"),
+        (["--planner", "rl", "--guard-horizon", "0"], "--guard-horizon"),
+    ):
+        code, _, err = run(capsys, "simulate", spike, *args)
+        assert code == 2 and message in err, err

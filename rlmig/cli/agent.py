@@ -235,6 +235,8 @@ def agent_command(
     workload_file: str,
     checkpoint: str | None,
     no_guard: bool,
+    guard_with: str | None,
+    guard_horizon: int | None,
     fallback: str | None,
     backend: str,
     planner_name: str,
@@ -293,6 +295,8 @@ def agent_command(
         checkpoint,
         no_guard=no_guard,
         fallback=fallback,
+        guard_with=guard_with,
+        guard_horizon=guard_horizon,
         mode_changes=allow_mode_change or backend == "mig-parted",  # mig-manager changes modes itself
     )
     query = {"query": rate_query} if rate_query else {}

@@ -105,9 +105,23 @@ def planner_options(function: FC) -> FC:
 
 
 def rl_options(function: FC) -> FC:
-    """The rl planner's flags: `--no-guard` and `--fallback NAME`."""
+    """The rl planner's flags: `--no-guard`, `--guard-with NAMES`, `--guard-horizon N`, `--fallback NAME`."""
     function = click.option(
         "--no-guard", "no_guard", is_flag=True, help="rl: the policy alone, without its guard."
+    )(function)
+    function = click.option(
+        "--guard-with",
+        "guard_with",
+        default=None,
+        help="rl: the heuristics whose plans the guard weighs against the policy's proposal, comma-separated "
+        "(default: parva; '' for none: only keeping the configuration in place).",
+    )(function)
+    function = click.option(
+        "--guard-horizon",
+        "guard_horizon",
+        type=click.IntRange(min=1),
+        default=None,
+        help="rl: intervals of the forecast the guard predicts each candidate over (default: 3).",
     )(function)
     return click.option(
         "--fallback",
@@ -125,6 +139,8 @@ def make_planner_from_flags(
     *,
     no_guard: bool = False,
     fallback: str | None = None,
+    guard_with: str | None = None,
+    guard_horizon: int | None = None,
     mode_changes: bool | None = None,
 ) -> Planner:
     """The planner the command-line flags ask for (a flag left out keeps the planner's default).
@@ -132,10 +148,20 @@ def make_planner_from_flags(
     and fallback, choose no MIG-off GPU (`Planner.forbid_mig_off`)."""
     from rlmig.planners import LEARNED, make_planner
 
-    rl_flags = {"--checkpoint": checkpoint, "--no-guard": no_guard, "--fallback": fallback}
+    rl_flags = {
+        "--checkpoint": checkpoint,
+        "--no-guard": no_guard,
+        "--fallback": fallback,
+        "--guard-with": guard_with is not None,
+        "--guard-horizon": guard_horizon,
+    }
     for flag, value in rl_flags.items():
         if value and name not in LEARNED:
             raise RlmigError(f"{flag} is for the rl planner, not {name}")
+    for flag in ("--guard-with", "--guard-horizon"):
+        if rl_flags[flag] and (no_guard or name == "rl-unguarded"):
+            alone = "--no-guard" if no_guard else name
+            raise RlmigError(f"{flag} sets the guard, and {alone} runs the policy without it")
     for flag, given_value in (("--horizon", horizon), ("--time-limit", time_limit)):
         if given_value is not None and not name.startswith("ilp"):
             raise RlmigError(f"{flag} is for the ILP planners (ilp, ilp-myopic, ilp-foresight), not {name}")
@@ -145,6 +171,8 @@ def make_planner_from_flags(
         "checkpoint": checkpoint,
         "fallback": fallback,
         "guard": False if no_guard else None,
+        "guard_with": None if guard_with is None else [n.strip() for n in guard_with.split(",") if n.strip()],
+        "guard_horizon": guard_horizon,
     }
     planner = make_planner(name, **{k: v for k, v in given.items() if v is not None})
     if mode_changes is False:

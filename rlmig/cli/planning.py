@@ -46,6 +46,8 @@ def plan(
     horizon: int | None,
     checkpoint: str | None,
     no_guard: bool,
+    guard_with: str | None,
+    guard_horizon: int | None,
     fallback: str | None,
     forecaster: str,
     as_json: bool,
@@ -62,7 +64,14 @@ def plan(
     if mig_parted and not Path(mig_parted).parent.is_dir():
         raise RlmigError(f"--mig-parted {mig_parted}: the folder {Path(mig_parted).parent} does not exist")
     planner = make_planner_from_flags(
-        planner_name, time_limit, horizon, checkpoint, no_guard=no_guard, fallback=fallback
+        planner_name,
+        time_limit,
+        horizon,
+        checkpoint,
+        no_guard=no_guard,
+        fallback=fallback,
+        guard_with=guard_with,
+        guard_horizon=guard_horizon,
     )
     run = run_planner(workload, planner, forecaster=forecaster, intervals=1)
     decision, outcome = run.decisions[0], run.result.intervals[0]
@@ -170,6 +179,8 @@ def simulate(
     horizon: int | None,
     checkpoint: str | None,
     no_guard: bool,
+    guard_with: str | None,
+    guard_horizon: int | None,
     fallback: str | None,
     forecaster: str,
     as_json: bool,
@@ -180,7 +191,14 @@ def simulate(
 
     workload = load_workload(workload_file)
     planner = make_planner_from_flags(
-        planner_name, time_limit, horizon, checkpoint, no_guard=no_guard, fallback=fallback
+        planner_name,
+        time_limit,
+        horizon,
+        checkpoint,
+        no_guard=no_guard,
+        fallback=fallback,
+        guard_with=guard_with,
+        guard_horizon=guard_horizon,
     )
     run = run_planner(workload, planner, forecaster=forecaster)
     result = run.result
