@@ -2,15 +2,15 @@
 
 Behaviour cloning trains the MaskablePPO policy itself, in plain torch: it maximises the log-probability
 of the oracle's sub-action under the action mask (the policy's own masked distribution), and regresses
-the value head on the discounted return, so that PPO fine-tuning starts from both. The solver returns
-one of several equal plans (at 8 GPUs and 8 tenants about a quarter of its owner choices have an equal
-alternative); with `equivalent_actions` cloning maximises instead the probability of the set of
-sub-actions as good as the oracle's (`Expert.equivalent_actions`: those that trade places with it among
-GPUs alike now or instances of one profile), so that the policy does not learn to guess which plan the
-solver returned. DAgger (Ross, Gordon
-& Bagnell, AISTATS 2011) then rolls out a mixture of expert and policy (the expert's action with
-probability beta) and labels every visited state with the oracle's action from that state
-(`rlmig.agents.expert.Expert`, which re-solves the ILP with the choices already made fixed).
+the value head on the discounted return, so that PPO fine-tuning starts from both. The solver returns one
+of several equal plans (in expert episodes of up to 8 GPUs and 8 tenants about a quarter of its owner
+choices have an equal alternative); with `equivalent_actions` cloning maximises instead the probability
+of the set of sub-actions as good as the oracle's (`Expert.equivalent_actions`: those that trade places
+with it among GPUs alike now or instances of one profile), so that the policy does not learn to guess
+which plan the solver returned. DAgger (Ross, Gordon & Bagnell, AISTATS 2011) then rolls out a mixture of
+expert and policy (the expert's action with probability beta) and labels every visited state with the
+oracle's action from that state (`rlmig.agents.expert.Expert`, which re-solves the ILP with the choices
+already made fixed).
 Episodes are labelled in parallel processes (`label_episodes`); the policy goes to them in its numpy
 form, whose masked argmax is the torch policy's deterministic action.
 """
