@@ -48,8 +48,7 @@ class Demonstrations:
 
     def __post_init__(self) -> None:
         if self.labels is None:
-            self.labels = np.zeros(self.masks.shape, bool)
-            self.labels[np.arange(len(self.actions)), self.actions] = True
+            self.labels = self.targets(equivalent_actions=False)
 
     @classmethod
     def empty(cls, obs_size: int, n_actions: int) -> Demonstrations:
@@ -62,6 +61,14 @@ class Demonstrations:
 
     def __len__(self) -> int:
         return len(self.actions)
+
+    def targets(self, equivalent_actions: bool = True) -> np.ndarray:
+        """Per state, the actions cloning counts as right: the equally good ones, or the expert's alone."""
+        if equivalent_actions:
+            return self.labels
+        own = np.zeros(self.masks.shape, bool)
+        own[np.arange(len(self.actions)), self.actions] = True
+        return own
 
     def extend(self, other: Demonstrations) -> Demonstrations:
         return Demonstrations(
@@ -176,6 +183,12 @@ def label_episodes(
     yield from fan_out(_label_episode, [(labelling, seed) for seed in seeds], workers=workers, ray=ray)
 
 
+def labelled_log_prob(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per state, the log of the probability the policy gives its labelled actions (`log_probs`: the
+    policy's log-probabilities per action, `labels`: a mask of the actions counted as right)."""
+    return torch.logsumexp(log_probs.masked_fill(~labels, -torch.inf), dim=1)
+
+
 def behaviour_cloning(
     policy: torch.nn.Module,
     demos: Demonstrations,
@@ -197,10 +210,7 @@ def behaviour_cloning(
     device = next(policy.parameters()).device
     obs = torch.as_tensor(demos.obs, device=device)
     masks = torch.as_tensor(demos.masks, device=device)
-    labels = torch.as_tensor(demos.labels, device=device)
-    if not equivalent_actions:
-        expert = torch.as_tensor(demos.actions, device=device)
-        labels = torch.nn.functional.one_hot(expert, labels.shape[1]).bool()
+    labels = torch.as_tensor(demos.targets(equivalent_actions), device=device)
     returns = torch.as_tensor(demos.returns, dtype=torch.float32, device=device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
@@ -213,7 +223,7 @@ def behaviour_cloning(
             batch = order[start : start + batch_size]
             dist = policy.get_distribution(obs[batch], action_masks=masks[batch].cpu().numpy())
             log_probs = dist.distribution.logits  # normalised over the legal actions
-            log_prob = torch.logsumexp(log_probs.masked_fill(~labels[batch], -torch.inf), dim=1)
+            log_prob = labelled_log_prob(log_probs, labels[batch])
             values = policy.predict_values(obs[batch])
             loss = -log_prob.mean() + value_coef * torch.nn.functional.mse_loss(
                 values.flatten(), returns[batch]

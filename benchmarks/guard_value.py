@@ -61,7 +61,7 @@ def main() -> None:
     guard = {
         "checkpoint": args.checkpoint,
         "guard_horizon": args.guard_horizon,
-        "guard_with": [n for n in args.guard_with.split(",") if n],
+        "guard_with": args.guard_with,
     }
     names = ["rl", "rl --no-guard", "guard only", *HEURISTICS, *(["ilp"] if args.ilp else [])]
     scores: dict[str, list[float]] = {name: [] for name in names}

@@ -19,7 +19,7 @@ import argparse
 
 import torch
 
-from rlmig.agents.imitation import Demonstrations
+from rlmig.agents.imitation import Demonstrations, labelled_log_prob
 from rlmig.agents.set_policy import SetNetwork
 from rlmig.geometry import DEFAULT_GPU_MODEL, gpu_model
 from rlmig.policy import PolicySpec
@@ -44,8 +44,7 @@ def main() -> None:
     obs, masks = torch.as_tensor(demos.obs), torch.as_tensor(demos.masks)
     expert = torch.as_tensor(demos.actions)
     equal = torch.as_tensor(demos.labels)
-    own = torch.nn.functional.one_hot(expert, masks.shape[1]).bool()
-    target = equal if args.labels == "equivalent" else own
+    target = torch.as_tensor(demos.targets(args.labels == "equivalent"))
     in_layout = obs[:, tenants * spec.tenant_width + spec.phase_index] > 0.5
     generator = torch.Generator().manual_seed(args.seed)
     order = torch.randperm(len(expert), generator=generator)
@@ -79,7 +78,7 @@ def main() -> None:
         shuffled = train[torch.randperm(len(train), generator=generator)]
         for start in range(0, len(shuffled), 256):
             rows = shuffled[start : start + 256]
-            loss = -torch.logsumexp(log_probs(rows).masked_fill(~target[rows], -torch.inf), dim=1).mean()
+            loss = -labelled_log_prob(log_probs(rows), target[rows]).mean()
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

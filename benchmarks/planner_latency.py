@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     guard: dict[str, object] = {}
     if args.guard_with is not None:
-        guard["guard_with"] = [n for n in args.guard_with.split(",") if n]
+        guard["guard_with"] = args.guard_with
     if args.guard_horizon is not None:
         guard["guard_horizon"] = args.guard_horizon
     if guard and args.no_guard:

@@ -132,7 +132,7 @@ def rl_options(function: FC) -> FC:
 
 
 def make_planner_from_flags(
-    name: str,
+    planner_name: str,
     time_limit: float | None,
     horizon: int | None,
     checkpoint: str | None = None,
@@ -147,6 +147,8 @@ def make_planner_from_flags(
     `mode_changes` False (a node that may not change MIG modes): the planner, and the rl planner's guard
     and fallback, choose no MIG-off GPU (`Planner.forbid_mig_off`)."""
     from rlmig.planners import LEARNED, make_planner
+
+    name = planner_name
 
     rl_flags = {
         "--checkpoint": checkpoint,
@@ -171,7 +173,7 @@ def make_planner_from_flags(
         "checkpoint": checkpoint,
         "fallback": fallback,
         "guard": False if no_guard else None,
-        "guard_with": None if guard_with is None else [n.strip() for n in guard_with.split(",") if n.strip()],
+        "guard_with": guard_with,
         "guard_horizon": guard_horizon,
     }
     planner = make_planner(name, **{k: v for k, v in given.items() if v is not None})

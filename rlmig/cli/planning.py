@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
@@ -41,17 +41,10 @@ def demo(out: str) -> None:
 )
 def plan(
     workload_file: str,
-    planner_name: str,
-    time_limit: float | None,
-    horizon: int | None,
-    checkpoint: str | None,
-    no_guard: bool,
-    guard_with: str | None,
-    guard_horizon: int | None,
-    fallback: str | None,
     forecaster: str,
     as_json: bool,
     mig_parted: str | None,
+    **planner_flags: Any,  # `planner_options`: the planner and its flags
 ) -> None:
     """Plan the configuration of WORKLOAD_FILE: serve mode for its peak load, dynamic mode for its first
     interval. Shows per GPU each instance, its placement, owner, and how to run it: batch size, MPS
@@ -63,16 +56,7 @@ def plan(
     workload = load_workload(workload_file)
     if mig_parted and not Path(mig_parted).parent.is_dir():
         raise RlmigError(f"--mig-parted {mig_parted}: the folder {Path(mig_parted).parent} does not exist")
-    planner = make_planner_from_flags(
-        planner_name,
-        time_limit,
-        horizon,
-        checkpoint,
-        no_guard=no_guard,
-        fallback=fallback,
-        guard_with=guard_with,
-        guard_horizon=guard_horizon,
-    )
+    planner = make_planner_from_flags(**planner_flags)
     run = run_planner(workload, planner, forecaster=forecaster, intervals=1)
     decision, outcome = run.decisions[0], run.result.intervals[0]
     document = plan_json(run.simulator, decision, outcome, run.result.configurations[0])
@@ -174,32 +158,16 @@ def plan_json(
 @click.option("--json", "as_json", is_flag=True, help="Print metrics and per-interval outcomes as JSON.")
 def simulate(
     workload_file: str,
-    planner_name: str,
-    time_limit: float | None,
-    horizon: int | None,
-    checkpoint: str | None,
-    no_guard: bool,
-    guard_with: str | None,
-    guard_horizon: int | None,
-    fallback: str | None,
     forecaster: str,
     as_json: bool,
+    **planner_flags: Any,  # `planner_options`: the planner and its flags
 ) -> None:
     """Run a planner over WORKLOAD_FILE in the interval simulator and report the metrics."""
     from rlmig.planners import run_planner
     from rlmig.workload import load_workload
 
     workload = load_workload(workload_file)
-    planner = make_planner_from_flags(
-        planner_name,
-        time_limit,
-        horizon,
-        checkpoint,
-        no_guard=no_guard,
-        fallback=fallback,
-        guard_with=guard_with,
-        guard_horizon=guard_horizon,
-    )
+    planner = make_planner_from_flags(**planner_flags)
     run = run_planner(workload, planner, forecaster=forecaster)
     result = run.result
     if as_json:

@@ -35,10 +35,10 @@ class RlPlanner(Planner):
     """A trained policy (a checkpoint folder; by default the shipped checkpoint for the workload's GPU
     model, `rlmig.checkpoints.shipped_models`), guarded.
 
-    `guard_with` names the heuristics whose plans the guard weighs against the policy's proposal and
-    the configuration in place (none: only those two); `guard=False` runs the policy alone. A workload
-    the policy cannot decide (another GPU model than its own) is a one-line
-    error unless `fallback` names a planner to decide it instead; every such decision says so
+    `guard_with` names the heuristics whose plans the guard weighs against the policy's proposal and the
+    configuration in place (a list, or one comma-separated string; none: only those two); `guard=False`
+    runs the policy alone. A workload the policy cannot decide (another GPU model than its own) is a
+    one-line error unless `fallback` names a planner to decide it instead; every such decision says so
     (`Decision.fallback`), and a guard's choice of another candidate than the proposal is counted
     (`Decision.overruled`)."""
 
@@ -69,8 +69,8 @@ class RlPlanner(Planner):
         self.guard = guard
         self.guard_horizon = guard_horizon
         self.horizon = guard_horizon
-        names = [guard_with] if isinstance(guard_with, str) else list(guard_with or [])
-        self.guard_names = [n for n in names if n] if guard else []
+        names = guard_with.split(",") if isinstance(guard_with, str) else list(guard_with or [])
+        self.guard_names = [n.strip() for n in names if n.strip()] if guard else []
         self.fallback_name = fallback or None
         # built now (a bad name fails here, not mid-run) and reset with the planner
         self._guards = [_make(name) for name in self.guard_names]
